@@ -1,0 +1,48 @@
+# Everything a newcomer needs: `make demo` and `make test` set themselves up.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+REDIS_PORT ?= 6379
+
+.PHONY: setup test demo run bench lint typecheck redis clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Start a throwaway Redis when none answers (the session-store tests use it).
+redis: setup
+	@$(PY) -c "import socket; socket.create_connection(('127.0.0.1', $(REDIS_PORT)), 1)" 2>/dev/null \
+	  || { command -v redis-server >/dev/null \
+	       && redis-server --daemonize yes --bind 127.0.0.1 --port $(REDIS_PORT) --save '' --appendonly no \
+	       && sleep 0.5 && echo "started redis-server on $(REDIS_PORT)"; } \
+	  || echo "redis-server not available: Redis tests will skip"
+
+test: setup redis
+	$(PY) -m pytest -q -p no:cacheprovider --cov=parser --cov-report=term-missing:skip-covered --cov-fail-under=95
+
+demo: setup
+	$(PY) -m proxy.demo
+
+run: setup
+	$(PY) -m proxy
+
+bench: setup
+	$(PY) benchmarks/bench_parser.py
+	$(PY) benchmarks/bench_proxy.py
+
+lint: setup
+	$(PY) -m ruff check parser proxy tests benchmarks
+	$(PY) -m ruff format --check parser proxy tests benchmarks
+	$(PY) -m mypy
+
+typecheck: setup
+	$(PY) -m mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage
