@@ -1,0 +1,51 @@
+"""Command line: ``minimax-m2-proxy [serve] [--workers N]`` and ``minimax-m2-proxy sim``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["sim"]:
+        from .sim import main as sim_main
+
+        sim_main(args[1:])
+        return
+    if args[:1] == ["serve"]:
+        args = args[1:]
+    serve(args)
+
+
+def serve(argv: list[str]) -> None:
+    from hypercorn.config import Config
+    from hypercorn.run import run
+
+    from .config import ConfigError, Settings
+
+    ap = argparse.ArgumentParser(prog="minimax-m2-proxy", description=__doc__)
+    ap.add_argument("--host", help="listen address (default: HOST or 0.0.0.0)")
+    ap.add_argument("--port", type=int, help="listen port (default: PORT or 8001)")
+    ap.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    opts = ap.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        sys.exit(f"minimax-m2-proxy: configuration error: {exc}")
+    config = Config()
+    config.bind = [f"{opts.host or settings.host}:{opts.port or settings.port}"]
+    config.application_path = "proxy.asgi:app"
+    # One worker runs in this process; more are hypercorn's spawned processes.
+    config.workers = 0 if opts.workers <= 1 else opts.workers
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")  # through our handler, once
+    config.keep_alive_timeout = 75
+    sys.exit(run(config))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,281 @@
+"""The Starlette application: routes, and the one loop that drives a response.
+
+A request is read and checked, the backend request is opened (a backend that
+refuses gets its error mapped before any byte goes to the client), then one
+driver loop runs: backend chunks -> :class:`Turn` (parser events) ->
+:class:`Shaper` (ops) -> a dialect writer (bytes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import msgspec
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from . import upstream
+from .config import Settings
+from .errors import ProxyError, anthropic_error_body, openai_error_body
+from .openai_in import plan_openai
+from .openai_out import OpenAIResult, OpenAIStream, finish_reason, usage_dict
+from .request import Plan
+from .shape import Op, Shaper, new_id
+from .turn import Turn
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("proxy")
+_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+_enc = msgspec.json.Encoder().encode
+
+
+class Proxy:
+    """State shared by the routes of one app: settings and the backend session."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.session: aiohttp.ClientSession | None = None
+        self.backend_model = settings.backend_model
+        self.started = int(time.time())
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
+        self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        if self.backend_model is None:
+            self.backend_model = await self._discover_model()
+
+    async def stop(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+    async def _discover_model(self) -> str | None:
+        """The backend's model id, so that client names ("gpt-4o", "claude-…") never reach it."""
+        assert self.session is not None
+        try:
+            async with self.session.get(
+                self.settings.backend_url + "/v1/models",
+                headers=self._backend_auth(),
+                timeout=aiohttp.ClientTimeout(total=3),
+            ) as resp:
+                if resp.status == 200:
+                    data = msgspec.json.decode(await resp.read())
+                    return str(data["data"][0]["id"])
+        except (
+            aiohttp.ClientError,
+            TimeoutError,
+            msgspec.DecodeError,
+            KeyError,
+            IndexError,
+            TypeError,
+        ):
+            pass
+        log.warning("could not read the backend's model id; client model names pass through")
+        return None
+
+    def _backend_auth(self) -> dict[str, str]:
+        key = self.settings.backend_api_key
+        return {"authorization": f"Bearer {key}"} if key else {}
+
+    # -- request helpers ------------------------------------------------------
+
+    def check_auth(self, request: Request) -> None:
+        expected = self.settings.auth_api_key
+        if expected is None:
+            return
+        given = request.headers.get("x-api-key") or ""
+        bearer = request.headers.get("authorization") or ""
+        if bearer[:7].lower() == "bearer ":
+            given = given or bearer[7:].strip()
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise ProxyError(401, "invalid or missing API key", code="invalid_api_key")
+
+    async def read_json(self, request: Request) -> Any:
+        limit = self.settings.max_request_bytes
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise ProxyError(413, f"the request body is larger than {limit} bytes")
+        parts: list[bytes] = []
+        size = 0
+        async for piece in request.stream():
+            size += len(piece)
+            if size > limit:
+                raise ProxyError(413, f"the request body is larger than {limit} bytes")
+            parts.append(piece)
+        raw = b"".join(parts)
+        if not raw.strip():
+            raise ProxyError(400, "the request body is empty; expected JSON")
+        try:
+            return msgspec.json.decode(raw)
+        except msgspec.DecodeError as exc:
+            raise ProxyError(400, f"the request body is not valid JSON: {exc}") from None
+
+    async def open(self, plan: Plan) -> aiohttp.ClientResponse:
+        assert self.session is not None
+        return await upstream.open_stream(self.session, self.settings, plan.backend_body)
+
+    def turn(self, plan: Plan) -> Turn:
+        s = self.settings
+        return Turn(plan.tools, s.starts_in_think, parse=s.tool_translation)
+
+
+async def drive(
+    resp: aiohttp.ClientResponse, turn: Turn, shaper: Shaper
+) -> AsyncIterator[list[Op]]:
+    """Backend chunks in, ops out; the backend connection is closed however this ends."""
+    try:
+        async for chunks in upstream.read(resp):
+            ops = shaper.feed(turn.feed(chunks))
+            if ops:
+                yield ops
+        ops = shaper.feed(turn.close()) + shaper.close()
+        if ops:
+            yield ops
+    finally:
+        # Closing (not releasing) drops the connection, so a generation the
+        # client abandoned stops at the backend at once.
+        resp.close()
+
+
+def request_id(request: Request) -> str:
+    rid = request.headers.get("x-request-id")
+    return rid if rid and len(rid) <= 128 and rid.isprintable() else new_id("req_")
+
+
+def openai_error(err: ProxyError, rid: str) -> Response:
+    headers = {"x-request-id": rid, **err.headers()}
+    return Response(openai_error_body(err), err.status, headers, media_type="application/json")
+
+
+def anthropic_error(err: ProxyError, rid: str) -> Response:
+    headers = {"x-request-id": rid, "request-id": rid, **err.headers()}
+    body = anthropic_error_body(err, rid)
+    return Response(body, err.status, headers, media_type="application/json")
+
+
+def create_app(settings: Settings) -> Starlette:
+    """Build the ASGI app; misconfiguration raises here, at startup."""
+    proxy = Proxy(settings)
+
+    async def chat_completions(request: Request) -> Response:
+        rid = request_id(request)
+        try:
+            proxy.check_auth(request)
+            plan = plan_openai(await proxy.read_json(request), settings, proxy.backend_model)
+            resp = await proxy.open(plan)
+        except ProxyError as err:
+            return openai_error(err, rid)
+        turn = proxy.turn(plan)
+        shaper = Shaper(think_as_text=not plan.split, max_calls=plan.max_calls)
+        cid, created = new_id("chatcmpl-"), int(time.time())
+        if plan.stream:
+            writer = OpenAIStream(cid, created, plan.model, plan.include_usage)
+            stream = _openai_sse(drive(resp, turn, shaper), turn, shaper, writer)
+            headers = {**_SSE_HEADERS, "x-request-id": rid}
+            return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+        result = OpenAIResult(plan.split)
+        try:
+            async with contextlib.aclosing(drive(resp, turn, shaper)) as ops_stream:
+                async for ops in ops_stream:
+                    result.ops(ops)
+        except ProxyError as err:
+            return openai_error(err, rid)
+        reason = finish_reason(turn.finish_reason, shaper.calls)
+        body = result.body(cid, created, plan.model, reason, usage_dict(turn.usage, turn.deltas))
+        return Response(body, media_type="application/json", headers={"x-request-id": rid})
+
+    async def models(request: Request) -> Response:
+        names = list(dict.fromkeys(settings.model_aliases + _some(proxy.backend_model)))
+        data = [
+            {"id": n, "object": "model", "created": proxy.started, "owned_by": "minimax"}
+            for n in names
+        ]
+        return Response(_enc({"object": "list", "data": data}), media_type="application/json")
+
+    async def health(request: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    async def ready(request: Request) -> Response:
+        assert proxy.session is not None
+        try:
+            async with proxy.session.get(
+                settings.backend_url + "/v1/models",
+                headers=proxy._backend_auth(),
+                timeout=aiohttp.ClientTimeout(total=5),
+            ) as resp:
+                ok = resp.status < 400
+        except (aiohttp.ClientError, TimeoutError):
+            ok = False
+        if ok:
+            return Response(b'{"status":"ready"}', media_type="application/json")
+        body = _enc({"status": "unavailable", "backend": settings.backend_url})
+        return Response(body, 503, media_type="application/json")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await proxy.start()
+        try:
+            yield
+        finally:
+            await proxy.stop()
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        err = ProxyError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}")
+        return _dialect_error(request, err)
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s", request.url.path)
+        return _dialect_error(request, ProxyError(500, "internal proxy error; see the proxy log"))
+
+    routes = [
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
+    ]
+    handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
+        HTTPException: http_error,
+        Exception: server_error,
+    }
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+    app.state.proxy = proxy
+    return app
+
+
+def _some(value: str | None) -> tuple[str, ...]:
+    return (value,) if value else ()
+
+
+def _dialect_error(request: Request, err: ProxyError) -> Response:
+    rid = request_id(request)
+    if "/messages" in request.url.path:
+        return anthropic_error(err, rid)
+    return openai_error(err, rid)
+
+
+async def _openai_sse(
+    ops_stream: AsyncGenerator[list[Op], None], turn: Turn, shaper: Shaper, writer: OpenAIStream
+) -> AsyncIterator[bytes]:
+    yield writer.start()
+    try:
+        async with contextlib.aclosing(ops_stream):
+            async for ops in ops_stream:
+                data = writer.ops(ops)
+                if data:
+                    yield data
+    except ProxyError as err:
+        log.warning("stream failed after it began: %s", err.message)
+        yield writer.error(err)
+        return
+    reason = finish_reason(turn.finish_reason, shaper.calls)
+    yield writer.finish(reason, usage_dict(turn.usage, turn.deltas))

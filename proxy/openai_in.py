@@ -1,0 +1,208 @@
+"""Reading an OpenAI chat-completions request into a backend request.
+
+Unknown fields are ignored (clients send many); known ones are checked.
+Assistant turns go to the backend with their reasoning as ``<think>…</think>``
+before the content, whichever field the client returned it in, because the
+MiniMax-M2 template needs it to continue a tool loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from .config import Settings
+from .request import Plan, bad, check_temperature, positive_int, think_content, tool_hint
+
+__all__ = ["plan_openai", "text_of"]
+
+_enc = msgspec.json.Encoder().encode
+_FORWARD = (
+    "top_p",
+    "top_k",
+    "min_p",
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "repetition_penalty",
+    "logit_bias",
+    "response_format",
+)
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+
+def plan_openai(body: Any, settings: Settings, backend_model: str | None) -> Plan:
+    """Check ``body`` and build the backend request.
+
+    Raises:
+        ProxyError: 400 naming the field at fault.
+    """
+    if not isinstance(body, dict):
+        raise bad("the request body must be a JSON object")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise bad("messages must be a non-empty array", "messages")
+    n = body.get("n")
+    if n is not None and n != 1:
+        raise bad("n must be 1: MiniMax-M2 returns one choice per request", "n")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise bad("stream must be a boolean", "stream")
+    temperature = check_temperature(body)
+    max_tokens = positive_int(body, "max_completion_tokens") or positive_int(body, "max_tokens")
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise bad("model must be a string", "model")
+
+    tools = body.get("tools")
+    if tools is not None and not _valid_tools(tools):
+        raise bad("tools must be an array of {type: function, function: {name, ...}}", "tools")
+    tools = tools or None
+    required, named, max_calls = _tool_choice(body.get("tool_choice"))
+    if body.get("parallel_tool_calls") is False:
+        max_calls = 1 if max_calls is None else max_calls
+    if named and tools:
+        tools = [t for t in tools if t["function"]["name"] == named] or tools
+    if max_calls == 0:
+        tools = None
+
+    backend: dict[str, Any] = {
+        "messages": backend_messages(messages, tool_hint(required, named) if tools else None),
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if backend_model or model:
+        backend["model"] = backend_model or model
+    if temperature is not None:
+        backend["temperature"] = temperature
+    if max_tokens is not None:
+        backend["max_tokens"] = max_tokens
+    for key in _FORWARD:
+        if body.get(key) is not None:
+            backend[key] = body[key]
+    if tools:
+        backend["tools"] = tools
+
+    split_flag = body.get("reasoning_split")
+    extra = body.get("extra_body")
+    if split_flag is None and isinstance(extra, dict):
+        split_flag = extra.get("reasoning_split")
+    split = (bool(split_flag) and settings.reasoning_split) or not settings.thinking_passthrough
+    options = body.get("stream_options")
+    include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+    return Plan(
+        backend_body=backend,
+        stream=stream,
+        model=model or (settings.model_aliases[0] if settings.model_aliases else "minimax-m2"),
+        tools=tools,
+        split=split,
+        max_calls=max_calls,
+        include_usage=include_usage,
+    )
+
+
+def _valid_tools(tools: Any) -> bool:
+    if not isinstance(tools, list):
+        return False
+    for tool in tools:
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            return False
+    return True
+
+
+def _tool_choice(choice: Any) -> tuple[bool, str | None, int | None]:
+    """(required, named tool, max calls) for a ``tool_choice`` value."""
+    if choice is None or choice == "auto":
+        return False, None, None
+    if choice == "none":
+        return False, None, 0
+    if choice == "required":
+        return True, None, None
+    if isinstance(choice, dict):
+        fn = choice.get("function")
+        if isinstance(fn, dict) and isinstance(fn.get("name"), str):
+            return True, fn["name"], None
+    raise bad("tool_choice must be none, auto, required or {type: function, ...}", "tool_choice")
+
+
+def text_of(content: Any) -> str:
+    """The text of a message's content: a string, or the text of its parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"
+        )
+    raise bad("message content must be a string or an array of parts", "messages")
+
+
+def _reasoning_of(msg: Mapping[str, Any]) -> str | None:
+    details = msg.get("reasoning_details")
+    if isinstance(details, list):
+        texts = [d for d in details if isinstance(d, dict) and isinstance(d.get("text"), str)]
+        if texts:
+            texts.sort(key=lambda d: d.get("index", 0) if isinstance(d.get("index"), int) else 0)
+            return "".join(d["text"] for d in texts)
+    for key in ("reasoning_content", "reasoning"):
+        if isinstance(msg.get(key), str):
+            return str(msg[key])
+    return None
+
+
+def backend_messages(messages: list[Any], hint: str | None) -> list[dict[str, Any]]:
+    """Messages as the MiniMax-M2 template wants them: one system turn first."""
+    system: list[str] = []
+    out: list[dict[str, Any]] = []
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict) or msg.get("role") not in _ROLES:
+            raise bad(f"messages[{i}] must be an object with a valid role", "messages")
+        role = msg["role"]
+        if role in ("system", "developer"):
+            # The template renders only a leading system turn; merge them all.
+            system.append(text_of(msg.get("content")))
+        elif role == "assistant":
+            out.append(_assistant(msg))
+        elif role == "function":
+            out.append({"role": "tool", "content": text_of(msg.get("content"))})
+        else:
+            m = {k: v for k, v in msg.items() if k in ("role", "content", "name", "tool_call_id")}
+            if m.get("content") is None:
+                m["content"] = ""
+            out.append(m)
+    if hint:
+        system.append(hint)
+    if system:
+        out.insert(0, {"role": "system", "content": "\n\n".join(s for s in system if s)})
+    return out
+
+
+def _assistant(msg: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "role": "assistant",
+        "content": think_content(_reasoning_of(msg), text_of(msg.get("content"))),
+    }
+    calls = msg.get("tool_calls")
+    if isinstance(calls, list) and calls:
+        out["tool_calls"] = [_call(c) for c in calls]
+    return out
+
+
+def _call(call: Any) -> dict[str, Any]:
+    fn = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+        raise bad("assistant tool_calls need function.name", "messages")
+    args = fn.get("arguments")
+    if not isinstance(args, str):
+        # The OpenAI schema says a JSON string; backends json-decode it before templating.
+        args = _enc(args if args is not None else {}).decode()
+    return {
+        "id": call.get("id") or "",
+        "type": "function",
+        "function": {"name": fn["name"], "arguments": args},
+    }

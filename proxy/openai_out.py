@@ -1,0 +1,173 @@
+"""Ops to OpenAI chat-completion chunks (streaming) or one chat completion.
+
+Every chunk of a response shares one envelope (``id``, ``object``,
+``created``, ``model``), so it is encoded once and each chunk only encodes
+its delta: per token the work is one small msgspec encode and a join.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from .errors import ProxyError, openai_error_body
+from .shape import CALL_ARGS, CALL_START, REASONING, TEXT, Op
+from .upstream import UpUsage
+
+__all__ = ["OpenAIResult", "OpenAIStream", "finish_reason", "usage_dict"]
+
+_enc = msgspec.json.Encoder().encode
+DONE = b"data: [DONE]\n\n"
+_DETAIL_HEAD = b'"reasoning_details":[{"type":"reasoning.text","id":"reasoning-text-1","format":"MiniMax-response-v1","index":0,"text":'  # noqa: E501
+
+
+def finish_reason(backend: str | None, calls: int) -> str:
+    """``length`` wins (a cut-off call is no reason to run tools); then tool calls."""
+    if backend == "length":
+        return "length"
+    if calls:
+        return "tool_calls"
+    return backend if backend in ("stop", "content_filter") else "stop"
+
+
+def usage_dict(usage: UpUsage | None, fallback_completion: int) -> dict[str, int]:
+    if usage is None:
+        return {
+            "prompt_tokens": 0,
+            "completion_tokens": fallback_completion,
+            "total_tokens": fallback_completion,
+        }
+    total = usage.total_tokens or usage.prompt_tokens + usage.completion_tokens
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": total,
+    }
+
+
+class OpenAIStream:
+    """Writes SSE bytes for one streamed response."""
+
+    def __init__(self, response_id: str, created: int, model: str, include_usage: bool) -> None:
+        envelope = (
+            b'{"id":'
+            + _enc(response_id)
+            + b',"object":"chat.completion.chunk","created":'
+            + str(created).encode()
+            + b',"model":'
+            + _enc(model)
+        )
+        self._envelope = envelope
+        self._head = b"data: " + envelope + b',"choices":[{"index":0,"delta":'
+        self._tail = b',"logprobs":null,"finish_reason":null}]}\n\n'
+        self._include_usage = include_usage
+
+    def start(self) -> bytes:
+        return self._head + b'{"role":"assistant","content":""}' + self._tail
+
+    def ops(self, ops: list[Op]) -> bytes:
+        parts = []
+        head, tail = self._head, self._tail
+        for op in ops:
+            kind = op[0]
+            if kind == TEXT:
+                parts.append(head + b'{"content":' + _enc(op[1]) + b"}" + tail)
+            elif kind == REASONING:
+                t = _enc(op[1])
+                delta = b'{"reasoning_content":' + t + b"," + _DETAIL_HEAD + t + b"}]}"
+                parts.append(head + delta + tail)
+            elif kind == CALL_ARGS:
+                parts.append(
+                    head
+                    + b'{"tool_calls":[{"index":'
+                    + str(op[1]).encode()
+                    + b',"function":{"arguments":'
+                    + _enc(op[2])
+                    + b"}}]}"
+                    + tail
+                )
+            elif kind == CALL_START:
+                parts.append(
+                    head
+                    + b'{"tool_calls":[{"index":'
+                    + str(op[1]).encode()
+                    + b',"id":'
+                    + _enc(op[2])
+                    + b',"type":"function","function":{"name":'
+                    + _enc(op[3])
+                    + b',"arguments":""}}]}'
+                    + tail
+                )
+        return b"".join(parts)
+
+    def finish(self, reason: str, usage: dict[str, int]) -> bytes:
+        out = self._head + b"{}," + b'"logprobs":null,"finish_reason":' + _enc(reason) + b"}]}\n\n"
+        if self._include_usage:
+            out += b"data: " + self._envelope + b',"choices":[],"usage":' + _enc(usage) + b"}\n\n"
+        return out + DONE
+
+    @staticmethod
+    def error(err: ProxyError) -> bytes:
+        return b"data: " + openai_error_body(err) + b"\n\n" + DONE
+
+
+class OpenAIResult:
+    """Collects ops into one ``chat.completion`` body."""
+
+    def __init__(self, split_reasoning: bool) -> None:
+        self._split = split_reasoning
+        self._text: list[str] = []
+        self._reasoning: list[str] = []
+        self._calls: dict[int, dict[str, Any]] = {}
+
+    def ops(self, ops: list[Op]) -> None:
+        for op in ops:
+            kind = op[0]
+            if kind == TEXT:
+                self._text.append(op[1])
+            elif kind == REASONING:
+                self._reasoning.append(op[1])
+            elif kind == CALL_ARGS:
+                self._calls[op[1]]["function"]["arguments"].append(op[2])
+            elif kind == CALL_START:
+                fn = {"name": op[3], "arguments": []}
+                self._calls[op[1]] = {"id": op[2], "type": "function", "function": fn}
+
+    def body(
+        self, response_id: str, created: int, model: str, reason: str, usage: dict[str, int]
+    ) -> bytes:
+        text = "".join(self._text)
+        message: dict[str, Any] = {"role": "assistant", "content": text or None}
+        if self._split and self._reasoning:
+            reasoning = "".join(self._reasoning)
+            message["reasoning_content"] = reasoning
+            message["reasoning_details"] = [
+                {
+                    "type": "reasoning.text",
+                    "id": "reasoning-text-1",
+                    "format": "MiniMax-response-v1",
+                    "index": 0,
+                    "text": reasoning,
+                }
+            ]
+        if self._calls:
+            calls = []
+            for call in self._calls.values():
+                fn = call["function"]
+                calls.append({**call, "function": {**fn, "arguments": "".join(fn["arguments"])}})
+            message["tool_calls"] = calls
+        elif not text:
+            message["content"] = ""
+        return _enc(
+            {
+                "id": response_id,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "choices": [
+                    {"index": 0, "message": message, "logprobs": None, "finish_reason": reason}
+                ],
+                "usage": usage,
+            }
+        )

@@ -1,0 +1,85 @@
+"""What both APIs need to read a request: checks, and the history MiniMax-M2 expects.
+
+A check failing is a 400 naming the field, never a 500: clients do not
+retry a 400, and the message says what to change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from .errors import ProxyError
+
+__all__ = [
+    "Plan",
+    "bad",
+    "check_temperature",
+    "positive_int",
+    "think_content",
+    "tool_hint",
+]
+
+_enc = msgspec.json.Encoder().encode
+
+
+@dataclass(slots=True)
+class Plan:
+    """One request, read: what to send to the backend and how to answer."""
+
+    backend_body: dict[str, Any]
+    stream: bool
+    model: str  # echoed to the client
+    tools: list[Any] | None  # typed by the parser
+    split: bool  # reasoning in its own fields (OpenAI) or blocks (Anthropic)
+    max_calls: int | None
+    include_usage: bool = False
+    thinking: bool = True  # Anthropic: emit thinking blocks
+
+
+def bad(message: str, param: str | None = None) -> ProxyError:
+    return ProxyError(400, message, param=param)
+
+
+def check_temperature(body: Mapping[str, Any]) -> float | None:
+    t = body.get("temperature")
+    if t is None:
+        return None
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= 1:
+        raise bad(
+            f"temperature must be a number in (0, 1] for MiniMax-M2, got {_enc(t).decode()}",
+            "temperature",
+        )
+    return float(t)
+
+
+def positive_int(body: Mapping[str, Any], name: str) -> int | None:
+    v = body.get(name)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise bad(f"{name} must be a positive integer, got {_enc(v).decode()}", name)
+    return v
+
+
+def think_content(reasoning: str | None, text: str) -> str:
+    """The assistant content MiniMax-M2's template splits reasoning out of again."""
+    if "</think>" in text:
+        head = text.split("</think>", 1)[0]
+        return text if "<think>" in head else "<think>\n" + text
+    reasoning = (reasoning or "").strip()
+    if not reasoning:
+        return text
+    return f"<think>\n{reasoning}\n</think>\n\n{text.lstrip()}"
+
+
+def tool_hint(required: bool, name: str | None) -> str | None:
+    """MiniMax-M2 has no forced tool choice; a system hint is the closest honest thing."""
+    if name:
+        return f"You must respond by calling the tool `{name}`."
+    if required:
+        return "You must respond by calling one or more of the available tools."
+    return None

@@ -1,0 +1,116 @@
+"""One backend response turned into parser events, whichever way the backend sent it.
+
+A raw backend (TabbyAPI without ``tool_format``, vLLM or SGLang without
+parsers, llama.cpp) puts MiniMax-M2's text in ``delta.content``; that text
+goes through :class:`parser.StreamParser`. A backend that parses on its own
+sends ``reasoning_content``/``reasoning`` and ``tool_calls``; those become
+the same events directly, never parsed twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+import parser
+from parser import Event, ThinkText, ToolArgs, ToolCallEnd, ToolCallStart
+
+from .upstream import UpChunk, UpToolCall, UpUsage
+
+__all__ = ["Turn"]
+
+_decode_args = msgspec.json.decode
+
+
+class Turn:
+    """Feeds backend chunks, yields parser events; remembers finish reason and usage.
+
+    Args:
+        tools: the tool definitions the parser types arguments with.
+        starts_in_think: the backend's prompt pre-opens ``<think>``.
+        parse: False passes ``content`` through untouched (tool translation off).
+    """
+
+    __slots__ = (
+        "_calls",
+        "_parse",
+        "_parser",
+        "_split_by_backend",
+        "_starts_in_think",
+        "_tools",
+        "deltas",
+        "finish_reason",
+        "usage",
+    )
+
+    def __init__(self, tools: list[Any] | None, starts_in_think: bool, parse: bool = True) -> None:
+        self._tools = tools
+        self._starts_in_think = starts_in_think
+        self._parse = parse
+        self._parser: parser.StreamParser | None = None
+        self._split_by_backend = False
+        # Pre-parsed calls: backend index -> [our index, name, argument pieces].
+        self._calls: dict[int, list[Any]] = {}
+        self.finish_reason: str | None = None
+        self.deltas = 0  # backend chunks with text: the token count when usage is missing
+        self.usage: UpUsage | None = None
+
+    def feed(self, chunks: list[UpChunk]) -> list[Event]:
+        out: list[Event] = []
+        for chunk in chunks:
+            if chunk.usage is not None:
+                self.usage = chunk.usage
+            if not chunk.choices:
+                continue
+            choice = chunk.choices[0]
+            delta = choice.delta
+            if delta is not None:
+                self.deltas += 1
+                reasoning = delta.reasoning_content or delta.reasoning
+                if reasoning:
+                    self._split_by_backend = True
+                    out.append(ThinkText(reasoning))
+                if delta.content:
+                    out += self._content(delta.content)
+                if delta.tool_calls:
+                    self._tool_calls(delta.tool_calls, out)
+            if choice.finish_reason:
+                self.finish_reason = choice.finish_reason
+        return out
+
+    def close(self) -> list[Event]:
+        out = self._parser.close() if self._parser is not None else []
+        for index, name, pieces in self._calls.values():
+            text = "".join(pieces)
+            try:
+                arguments = _decode_args(text) if text.strip() else {}
+            except msgspec.DecodeError:
+                arguments = {}
+            if not text.strip():
+                out.append(ToolArgs(index, "{}"))
+            out.append(ToolCallEnd(index, name, arguments if isinstance(arguments, dict) else {}))
+        self._calls.clear()
+        return out
+
+    def _content(self, text: str) -> list[Event]:
+        if not self._parse:
+            return [parser.ContentText(text)]
+        if self._parser is None:
+            # Reasoning in its own field means the backend split it out already.
+            starts = self._starts_in_think and not self._split_by_backend and not self._calls
+            self._parser = parser.StreamParser(self._tools, starts_in_think=starts)
+        return self._parser.feed(text)
+
+    def _tool_calls(self, calls: list[UpToolCall], out: list[Event]) -> None:
+        for call in calls:
+            fn = call.function
+            entry = self._calls.get(call.index)
+            if entry is None:
+                if fn is None or not fn.name:
+                    continue  # a call cannot start without its name
+                entry = self._calls[call.index] = [len(self._calls), fn.name, []]
+                out.append(ToolCallStart(entry[0], fn.name))
+            if fn is not None and fn.arguments:
+                entry[2].append(fn.arguments)
+                out.append(ToolArgs(entry[0], fn.arguments))

@@ -1,0 +1,215 @@
+"""The backend side: one streamed chat-completions request, read chunk by chunk.
+
+The proxy always streams from the backend, also for a client that asked for
+one buffered response: there is one pipeline, and a long generation is
+guarded by an idle timeout rather than a total one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from .config import Settings
+from .errors import ProxyError
+from .sse import SSEDecoder, SSEError
+
+__all__ = ["UpChunk", "UpDelta", "UpToolCall", "UpUsage", "backend_error", "open_stream", "read"]
+
+log = logging.getLogger("proxy.upstream")
+
+
+class UpFunction(msgspec.Struct):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class UpToolCall(msgspec.Struct):
+    index: int = 0
+    id: str | None = None
+    function: UpFunction | None = None
+
+
+class UpDelta(msgspec.Struct):
+    content: str | None = None
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+    tool_calls: list[UpToolCall] | None = None
+
+
+class UpChoice(msgspec.Struct):
+    delta: UpDelta | None = None
+    finish_reason: str | None = None
+
+
+class UpUsage(msgspec.Struct):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class UpError(msgspec.Struct):
+    message: str | None = None
+    type: str | None = None
+    code: str | int | None = None
+
+
+class UpChunk(msgspec.Struct):
+    """The fields of a backend chunk the proxy reads; everything else is skipped unparsed."""
+
+    choices: list[UpChoice] = []
+    usage: UpUsage | None = None
+    error: UpError | None = None
+
+
+_decode_chunk = msgspec.json.Decoder(UpChunk).decode
+_encode = msgspec.json.Encoder().encode
+_MAX_ERROR_BODY = 64 * 1024
+
+
+async def open_stream(
+    session: aiohttp.ClientSession, settings: Settings, body: dict[str, Any]
+) -> aiohttp.ClientResponse:
+    """Send the request; return the response once the backend accepted it.
+
+    Raises:
+        ProxyError: 502 unreachable, 504 timeout, or the backend's own error mapped.
+    """
+    headers = {"content-type": "application/json", "accept": "text/event-stream"}
+    if settings.backend_api_key:
+        headers["authorization"] = f"Bearer {settings.backend_api_key}"
+    timeout = aiohttp.ClientTimeout(
+        total=None,
+        connect=settings.backend_connect_timeout,
+        sock_read=settings.backend_idle_timeout,
+    )
+    url = settings.backend_url + "/v1/chat/completions"
+    try:
+        resp = await session.post(url, data=_encode(body), headers=headers, timeout=timeout)
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise ProxyError(504, "the backend did not answer in time", code="backend_timeout") from exc
+    except aiohttp.ClientError as exc:
+        raise ProxyError(
+            502, f"the backend at {settings.backend_url} is unreachable", code="backend_unreachable"
+        ) from exc
+    if resp.status >= 400:
+        try:
+            raw = await resp.content.read(_MAX_ERROR_BODY)
+        except (aiohttp.ClientError, TimeoutError):
+            raw = b""
+        finally:
+            resp.close()
+        raise backend_error(resp.status, raw, resp.headers.get("retry-after"))
+    return resp
+
+
+def backend_error(status: int, raw: bytes, retry_after: str | None = None) -> ProxyError:
+    """Map a backend error response to what the client should see."""
+    message, code = _error_text(raw)
+    if code == "context_length_exceeded" or "context length" in message.lower():
+        return ProxyError(400, message, code="context_length_exceeded")
+    if status in (400, 413, 422):
+        return ProxyError(400, f"the backend rejected the request: {message}", code=code)
+    if status == 404:
+        return ProxyError(404, f"the backend answered 404: {message}", code=code)
+    if status == 429:
+        return ProxyError(429, f"the backend is rate limiting: {message}", retry_after=retry_after)
+    if status == 503:
+        return ProxyError(
+            503, f"the backend is unavailable: {message}", retry_after=retry_after or "1"
+        )
+    if status in (401, 403):
+        return ProxyError(
+            502,
+            f"the backend refused the proxy's credentials ({status}): {message}; "
+            "check BACKEND_API_KEY",
+            code="backend_auth",
+        )
+    return ProxyError(502, f"the backend failed ({status}): {message}", code="backend_error")
+
+
+def _error_text(raw: bytes) -> tuple[str, str | None]:
+    try:
+        body = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        text = raw.decode("utf-8", "replace").strip()
+        return (text[:500] or "no details"), None
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict):
+            code = err.get("code")
+            return str(err.get("message") or err), str(code) if code is not None else None
+        if isinstance(err, str):
+            return err, None
+        detail = body.get("detail")  # FastAPI (TabbyAPI) shape
+        if detail is not None:
+            return (detail if isinstance(detail, str) else _encode(detail).decode()), None
+    return raw.decode("utf-8", "replace")[:500], None
+
+
+async def read(resp: aiohttp.ClientResponse) -> AsyncIterator[list[UpChunk]]:
+    """Yield the chunks of each network read, until ``[DONE]`` or the end.
+
+    Raises:
+        ProxyError: the backend stalled (504), cut the stream (502) or sent an error event.
+    """
+    decoder = SSEDecoder()
+    done = False
+    finished = False
+    try:
+        async for data in resp.content.iter_any():
+            chunks: list[UpChunk] = []
+            for event in decoder.feed(data):
+                if event.data.startswith("[DONE]"):
+                    done = True
+                    break
+                chunk = _chunk(event.data)
+                if chunk is None:
+                    continue
+                if chunk.error is not None:
+                    raise _stream_error(chunk.error)
+                if chunk.choices and chunk.choices[0].finish_reason:
+                    finished = True
+                chunks.append(chunk)
+            if chunks:
+                yield chunks
+            if done:
+                return
+        for event in decoder.close():
+            if not event.data.startswith("[DONE]") and (chunk := _chunk(event.data)) is not None:
+                yield [chunk]
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise ProxyError(504, "the backend stalled mid-stream", code="backend_timeout") from exc
+    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+        raise ProxyError(502, "the backend closed the stream early", code="backend_cut") from exc
+    except SSEError as exc:
+        raise ProxyError(502, f"the backend's stream is malformed: {exc}") from exc
+    if not finished:
+        raise ProxyError(502, "the backend ended the stream without finishing", code="backend_cut")
+
+
+def _chunk(data: str) -> UpChunk | None:
+    try:
+        return _decode_chunk(data)
+    except msgspec.DecodeError:
+        # One corrupt chunk should not end a long generation; it is logged.
+        log.warning("skipping a backend chunk that is not valid JSON: %.200r", data)
+        return None
+
+
+def _stream_error(err: UpError) -> ProxyError:
+    message = err.message or "the backend reported an error mid-stream"
+    if err.code == "context_length_exceeded":
+        return ProxyError(400, message, code="context_length_exceeded")
+    return ProxyError(502, f"the backend failed mid-stream: {message}", code="backend_error")
+
+
+async def close_quietly(resp: aiohttp.ClientResponse) -> None:
+    """Drop the backend connection, so a generation nobody reads stops at once."""
+    resp.close()
+    await asyncio.sleep(0)
