@@ -105,7 +105,13 @@ TOOLS: list[dict[str, Any]] = [
 # Corpus
 # --------------------------------------------------------------------------------------
 
-_WORDS = """
+
+def _wordlist(text: str) -> list[str]:
+    return text.split()
+
+
+_WORDS = _wordlist(
+    """
 the a an of to in for on with as by at from that this these those it its is are was were be
 been being have has had do does did will would should could can may might must not no yes
 and or but if then else when while because so than also only just even still already again
@@ -120,12 +126,15 @@ short whole part parts half end start begin middle order sort count length size 
 two three four five ten hundred thousand there here where what which who how why now
 handle handles handled keep keeps kept drop drops dropped split join merge buffer chunk
 chunks delta deltas event events emit emits emitted tag tags text reasoning content tool
-""".split()
+"""
+)
 
-_TECH = """
+_TECH = _wordlist(
+    """
 config server client proxy backend request_id max_tokens temperature JSON UTF-8 HTTP SSE
 asyncio pytest Redis OpenAI Anthropic README Makefile __init__ parse_args os.path
-""".split()
+"""
+)
 
 _OPENERS = [
     "The user wants",
@@ -175,10 +184,12 @@ def english_text(rng: random.Random, n_chars: int, *, markdown: bool = False) ->
     return "\n\n".join(out)
 
 
-_IDENTS = """
+_IDENTS = _wordlist(
+    """
 items value result count index name path data buf chunk text line lines total size offset
 key keys node parent child state token tokens event events config options limit start end
-""".split()
+"""
+)
 
 
 def _expr(rng: random.Random) -> str:
@@ -234,8 +245,8 @@ def tokenize(text: str, rng: random.Random) -> list[str]:
     """Cut text into BPE-like tokens of about 4 characters (words keep their leading space)."""
     tokens: list[str] = []
     for piece in _PIECE_RE.findall(text):
-        while len(piece) > 6:
-            cut = rng.randint(3, 5)
+        while len(piece) > 7:
+            cut = rng.randint(4, 6)
             tokens.append(piece[:cut])
             piece = piece[cut:]
         tokens.append(piece)
@@ -485,7 +496,9 @@ def _parser() -> Any:
     return parser
 
 
-def stream_outcome(tokens: Iterable[str], tools: Sequence[dict[str, Any]] | None = TOOLS) -> Outcome:
+def stream_outcome(
+    tokens: Iterable[str], tools: Sequence[dict[str, Any]] | None = TOOLS
+) -> Outcome:
     """Feed the real parser; also check that ToolArgs fragments join to the final arguments."""
     mod = _parser()
     p = mod.StreamParser(tools=tools)
@@ -520,7 +533,8 @@ def _describe_diff(a: Outcome, b: Outcome) -> str:
             i = next((k for k, (p, q) in enumerate(zip(x, y, strict=False)) if p != q), None)
             if i is None:
                 i = min(len(x), len(y))
-            return f"{fld} differs at {i} (len {len(x)} vs {len(y)}): {x[i:i + 60]!r} vs {y[i:i + 60]!r}"
+            at = f"{fld} differs at {i} (len {len(x)} vs {len(y)})"
+            return f"{at}: {x[i : i + 60]!r} vs {y[i : i + 60]!r}"
     return "no difference"
 
 
@@ -534,10 +548,14 @@ def check_agreement(corpus: Corpus, *, with_real: bool = True) -> None:
         return
     stream = stream_outcome(corpus.tokens)
     if stream != naive:
-        raise AssertionError(f"{corpus.name}: naive vs StreamParser: {_describe_diff(naive, stream)}")
+        raise AssertionError(
+            f"{corpus.name}: naive vs StreamParser: {_describe_diff(naive, stream)}"
+        )
     one_shot = parse_outcome(corpus.text)
     if one_shot != stream:
-        raise AssertionError(f"{corpus.name}: StreamParser vs parse(): {_describe_diff(stream, one_shot)}")
+        raise AssertionError(
+            f"{corpus.name}: StreamParser vs parse(): {_describe_diff(stream, one_shot)}"
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -601,6 +619,7 @@ class Config:
     args_tokens: int = 100_000
     sizes: tuple[int, ...] = (1_000, 8_000, 32_000, 128_000)
     work_per_sample: int = 128_000  # tokens processed per timed sample at every size
+    naive_work_per_sample: int = 32_000  # the same for the (much slower) naive control
     parse_bytes: int = 4_000_000
     repeats: int = 7
     naive_repeats: int = 3
@@ -613,6 +632,7 @@ class Config:
             args_tokens=10_000,
             sizes=(1_000, 8_000, 32_000),
             work_per_sample=32_000,
+            naive_work_per_sample=8_000,
             parse_bytes=400_000,
             repeats=3,
             naive_repeats=1,
@@ -627,6 +647,7 @@ class Config:
             args_tokens=2_000,
             sizes=(1_000, 2_000),
             work_per_sample=2_000,
+            naive_work_per_sample=2_000,
             parse_bytes=20_000,
             repeats=1,
             naive_repeats=1,
@@ -772,27 +793,30 @@ def run_benchmark(cfg: Config, *, verbose: bool = True) -> Report:
         outputs = max(1, cfg.work_per_sample // n)
         work = outputs * n
         _log(f"cost per token at {n:,} tokens ({outputs} outputs per sample) ...", verbose)
-        t_real, _ = best_of(lambda c=corpus, k=outputs: time_stream(real_factory, c.tokens, k), cfg.repeats)
+        t_real, _ = best_of(
+            lambda c=corpus, k=outputs: time_stream(real_factory, c.tokens, k), cfg.repeats
+        )
         row = SizeRow(n, t_real / work * 1e9, None)
+        naive_outputs = max(1, cfg.naive_work_per_sample // n)
+        predicted = math.inf if prev is None else prev[1] * (n / prev[0]) ** 2 * naive_outputs
+        if not skip_rest and prev is not None and predicted > cfg.naive_budget_s:
+            skip_rest = (
+                f"skipped from {_k(n)} tokens: one sample predicted ~{predicted:,.0f} s "
+                f"(quadratic from {_k(prev[0])}), over the {cfg.naive_budget_s:g} s cap"
+            )
         if skip_rest:
             row.naive_note = skip_rest
         else:
-            predicted = math.inf if prev is None else prev[1] * (n / prev[0]) ** 2
-            if prev is not None and predicted * outputs > cfg.naive_budget_s:
-                skip_rest = (
-                    f"skipped: one sample predicted ~{predicted * outputs:,.0f} s "
-                    f"(quadratic from {_k(prev[0])}), over the {cfg.naive_budget_s:g} s cap"
-                )
-                row.naive_note = skip_rest
-            else:
-                _log(f"  naive control at {n:,} tokens ...", verbose)
-                t_naive, _ = best_of(
-                    lambda c=corpus, k=outputs: time_stream(naive_factory, c.tokens, k),
-                    cfg.naive_repeats,
-                    budget_s=cfg.naive_budget_s,
-                )
-                row.naive_ns = t_naive / work * 1e9
-                prev = (n, t_naive / outputs)
+            _log(
+                f"  naive control at {n:,} tokens ({naive_outputs} outputs per sample) ...", verbose
+            )
+            t_naive, _ = best_of(
+                lambda c=corpus, k=naive_outputs: time_stream(naive_factory, c.tokens, k),
+                cfg.naive_repeats,
+                budget_s=cfg.naive_budget_s,
+            )
+            row.naive_ns = t_naive / (naive_outputs * n) * 1e9
+            prev = (n, t_naive / naive_outputs)
         rows.append(row)
 
     _log(f"parse() on a {cfg.parse_bytes / 1e6:.1f} MB output ...", verbose)
@@ -861,7 +885,8 @@ def format_table(report: Report) -> str:
         ratio = f"{r.ratio:,.1f}x" if r.ratio is not None else "-"
         lines.append(f"  {r.tokens:>8,}  {r.proxy_ns:>15,.0f}  {naive:>15}  {ratio:>13}")
     lines += [f"  naive: {r.naive_note}" for r in report.rows if r.naive_note][:1]
-    lines.append(f"  proxy cost {_k(report.rows[-1].tokens)} / {_k(report.rows[0].tokens)}: {report.flatness:.2f}x")
+    big, small = _k(report.rows[-1].tokens), _k(report.rows[0].tokens)
+    lines.append(f"  proxy cost {big} / {small}: {report.flatness:.2f}x")
     lines += [
         "",
         f"Mean token length: text {report.text_chars_per_token:.2f} chars, "
@@ -961,7 +986,11 @@ def plot(report: Report, path: Path) -> None:
     if skipped:
         ax.annotate(
             f"naive skipped at {', '.join(_k(s) for s in skipped)} (too slow)",
-            xy=(0.98, 0.04), xycoords="axes fraction", ha="right", fontsize=8, color="tab:red",
+            xy=(0.98, 0.04),
+            xycoords="axes fraction",
+            ha="right",
+            fontsize=8,
+            color="tab:red",
         )
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -972,7 +1001,8 @@ def plot(report: Report, path: Path) -> None:
     ax.set_title("MiniMax-M2 streaming parser: cost per token")
     ax.grid(True, which="major", alpha=0.3)
     ax.legend()
-    fig.text(0.01, 0.01, f"{report.machine.get('CPU', '')}, {report.machine.get('Python', '')}", fontsize=7)
+    where = f"{report.machine.get('CPU', '')}, {report.machine.get('Python', '')}"
+    fig.text(0.01, 0.01, where, fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -981,7 +1011,9 @@ def plot(report: Report, path: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, few repeats; writes nothing")
-    ap.add_argument("--no-write", action="store_true", help="print only; don't touch RESULTS.md or the PNG")
+    ap.add_argument(
+        "--no-write", action="store_true", help="print only; don't touch RESULTS.md or the PNG"
+    )
     ap.add_argument("--profile", action="store_true", help="always append cProfile output")
     opts = ap.parse_args(argv)
 
@@ -992,9 +1024,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.command = _command()
 
     if opts.profile or not report.all_met:
+        text = text_corpus(min(cfg.text_tokens, 50_000))
+        args = args_corpus(min(cfg.args_tokens, 50_000))
         report.profiles = {
-            "feed(), reasoning/content text": profile_feed(text_corpus(min(cfg.text_tokens, 50_000)).tokens),
-            "feed(), inside tool arguments": profile_feed(args_corpus(min(cfg.args_tokens, 50_000)).tokens),
+            "feed(), reasoning/content text": profile_feed(text.tokens),
+            "feed(), inside tool arguments": profile_feed(args.tokens),
         }
 
     print(format_table(report))

@@ -130,7 +130,7 @@ class Proxy:
 
 async def drive(
     resp: aiohttp.ClientResponse, turn: Turn, shaper: Shaper
-) -> AsyncIterator[list[Op]]:
+) -> AsyncGenerator[list[Op], None]:
     """Backend chunks in, ops out; the backend connection is closed however this ends."""
     try:
         async for chunks in upstream.read(resp):

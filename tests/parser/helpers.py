@@ -129,9 +129,7 @@ def simple_sequence(events: Iterable[Any]) -> list[tuple]:
 
 def joined_text(events: Iterable[Any]) -> str:
     """All reasoning and content text, in event order."""
-    return "".join(
-        ev.text for ev in events if isinstance(ev, (ThinkText, ContentText))
-    )
+    return "".join(ev.text for ev in events if isinstance(ev, (ThinkText, ContentText)))
 
 
 def is_subsequence(small: str, big: str) -> bool:
@@ -153,8 +151,10 @@ def same_json(expected: Any, actual: Any) -> bool:
     if isinstance(expected, int):
         return type(actual) is int and actual == expected
     if isinstance(expected, float):
-        return isinstance(actual, (int, float)) and not isinstance(actual, bool) and (
-            actual == expected
+        return (
+            isinstance(actual, (int, float))
+            and not isinstance(actual, bool)
+            and (actual == expected)
         )
     if isinstance(expected, str):
         return isinstance(actual, str) and actual == expected
@@ -173,7 +173,9 @@ def same_json(expected: Any, actual: Any) -> bool:
     raise TypeError(f"not a JSON value: {expected!r}")
 
 
-def assert_calls_equal(expected: Sequence[tuple[str, dict]], actual: Sequence[tuple[str, dict]]) -> None:
+def assert_calls_equal(
+    expected: Sequence[tuple[str, dict]], actual: Sequence[tuple[str, dict]]
+) -> None:
     assert [n for n, _ in actual] == [n for n, _ in expected]
     for (name, exp_args), (_, act_args) in zip(expected, actual, strict=True):
         assert same_json(exp_args, act_args), (name, exp_args, act_args)
@@ -246,8 +248,10 @@ def render_invoke(name: str, args: dict[str, Any] | Sequence[tuple[str, Any]]) -
 
 def render_block(calls: Sequence[tuple[str, Any]]) -> str:
     """One ``<minimax:tool_call>`` wrapper around all calls of a message."""
-    return "<minimax:tool_call>\n" + "".join(render_invoke(n, a) for n, a in calls) + (
-        "</minimax:tool_call>"
+    return (
+        "<minimax:tool_call>\n"
+        + "".join(render_invoke(n, a) for n, a in calls)
+        + ("</minimax:tool_call>")
     )
 
 
