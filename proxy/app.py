@@ -146,6 +146,27 @@ async def drive(
         resp.close()
 
 
+class SSEResponse(StreamingResponse):
+    """A streaming response that always closes its body iterator.
+
+    Starlette cancels the sending task when the client disconnects but
+    leaves the generator suspended; closing it here runs its ``finally``
+    blocks at once, which drops the backend connection (no orphaned
+    generation).
+    """
+
+    body_iterator: AsyncGenerator[bytes, None]
+
+    def __init__(self, content: AsyncGenerator[bytes, None], headers: dict[str, str]) -> None:
+        super().__init__(content, media_type="text/event-stream", headers=headers)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()
+
+
 def request_id(request: Request) -> str:
     rid = request.headers.get("x-request-id")
     return rid if rid and len(rid) <= 128 and rid.isprintable() else new_id("req_")
@@ -181,7 +202,7 @@ def create_app(settings: Settings) -> Starlette:
             writer = OpenAIStream(cid, created, plan.model, plan.include_usage)
             stream = _openai_sse(drive(resp, turn, shaper), turn, shaper, writer)
             headers = {**_SSE_HEADERS, "x-request-id": rid}
-            return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+            return SSEResponse(stream, headers)
         result = OpenAIResult(plan.split)
         try:
             async with contextlib.aclosing(drive(resp, turn, shaper)) as ops_stream:
@@ -265,7 +286,7 @@ def _dialect_error(request: Request, err: ProxyError) -> Response:
 
 async def _openai_sse(
     ops_stream: AsyncGenerator[list[Op], None], turn: Turn, shaper: Shaper, writer: OpenAIStream
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     yield writer.start()
     try:
         async with contextlib.aclosing(ops_stream):

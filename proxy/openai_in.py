@@ -172,8 +172,13 @@ def backend_messages(messages: list[Any], hint: str | None) -> list[dict[str, An
             out.append({"role": "tool", "content": text_of(msg.get("content"))})
         else:
             m = {k: v for k, v in msg.items() if k in ("role", "content", "name", "tool_call_id")}
-            if m.get("content") is None:
+            content = m.get("content")
+            if content is None:
                 m["content"] = ""
+            elif not isinstance(content, (str, list)):
+                raise bad(
+                    f"messages[{i}].content must be a string or an array of parts", "messages"
+                )
             out.append(m)
     if hint:
         system.append(hint)
