@@ -1,0 +1,163 @@
+"""``make demo``: the proxy in front of the simulated MiniMax-M2, driven by the real openai SDK.
+
+Starts the simulated backend and the proxy on free loopback ports, then
+streams a tool-call round trip: the model thinks, calls a tool, gets the
+result back (with its thinking, as MiniMax-M2 needs) and answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from typing import Any
+
+import openai
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather for a city",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "city": {"type": "string"},
+                    "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+                    "days": {"type": "integer"},
+                },
+                "required": ["city"],
+            },
+        },
+    }
+]
+
+_TTY = sys.stdout.isatty()
+
+
+def _style(code: str, text: str) -> str:
+    return f"\033[{code}m{text}\033[0m" if _TTY else text
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(url: str, proc: subprocess.Popen[bytes]) -> None:
+    import urllib.request
+
+    for _ in range(300):
+        if proc.poll() is not None:
+            sys.exit(f"demo: a server exited early ({proc.args})")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"demo: {url} did not come up")
+
+
+def _stream_turn(client: openai.OpenAI, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stream one turn, printing it as it arrives; return the assistant message."""
+    reasoning, content, calls = "", "", {}
+    section = None
+    stream = client.chat.completions.create(
+        model="minimax-m2",
+        messages=messages,  # type: ignore[arg-type]
+        tools=TOOLS,  # type: ignore[arg-type]
+        stream=True,
+        extra_body={"reasoning_split": True},
+    )
+    for chunk in stream:
+        delta = chunk.choices[0].delta
+        think = (delta.model_extra or {}).get("reasoning_content")
+        if think:
+            if section != "think":
+                print(_style("2", "\n  thinking: "), end="")
+                section = "think"
+            print(_style("2;3", think), end="", flush=True)
+            reasoning += think
+        if delta.content:
+            if section != "text":
+                print(_style("1", "\n  answer:   "), end="")
+                section = "text"
+            print(delta.content, end="", flush=True)
+            content += delta.content
+        for tc in delta.tool_calls or []:
+            slot = calls.setdefault(tc.index, {"id": tc.id, "name": "", "arguments": ""})
+            if tc.function and tc.function.name:
+                slot["name"] = tc.function.name
+                print(_style("36", f"\n  tool call: {tc.function.name}("), end="", flush=True)
+                section = "call"
+            if tc.function and tc.function.arguments:
+                slot["arguments"] += tc.function.arguments
+                print(_style("36", tc.function.arguments), end="", flush=True)
+    print(_style("36", ")") if section == "call" else "")
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": content,
+        "reasoning_content": reasoning,
+    }
+    if calls:
+        message["tool_calls"] = [
+            {
+                "id": c["id"],
+                "type": "function",
+                "function": {"name": c["name"], "arguments": c["arguments"]},
+            }
+            for c in calls.values()
+        ]
+    return message
+
+
+def main() -> None:
+    sim_port, proxy_port = _free_port(), _free_port()
+    env = {**os.environ, "TABBY_URL": f"http://127.0.0.1:{sim_port}", "PORT": str(proxy_port),
+           "HOST": "127.0.0.1", "LOG_LEVEL": "warning"}  # fmt: skip
+    with ExitStack() as stack:
+        sim = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "proxy",
+                "sim",
+                "--port",
+                str(sim_port),
+                "--tokens-per-second",
+                "120",
+            ],  # fmt: skip
+        )
+        stack.callback(sim.terminate)
+        _wait(f"http://127.0.0.1:{sim_port}/health", sim)
+        proxy = subprocess.Popen([sys.executable, "-m", "proxy"], env=env)
+        stack.callback(proxy.terminate)
+        _wait(f"http://127.0.0.1:{proxy_port}/health", proxy)
+        base = f"http://127.0.0.1:{proxy_port}/v1"
+        print(_style("1", f"minimax-m2-proxy on {base}, simulated MiniMax-M2 behind it\n"))
+
+        client = openai.OpenAI(base_url=base, api_key="demo")
+        messages: list[dict[str, Any]] = [
+            {"role": "user", "content": "What's the weather in Paris? Use the tool."}
+        ]
+        print(_style("1", "user: ") + messages[0]["content"])
+        assistant = _stream_turn(client, messages)
+        messages.append(assistant)
+        for call in assistant.get("tool_calls", []):
+            args = json.loads(call["function"]["arguments"])
+            result = f"{args.get('city', '?')}: 18 degrees, light rain"
+            print(_style("33", f"  tool result for {call['id']}: {result}"))
+            messages.append({"role": "tool", "tool_call_id": call["id"], "content": result})
+        print(_style("1", "\nsecond turn (history sent back with the thinking):"))
+        _stream_turn(client, messages)
+        print(_style("32", "\nround trip complete: thinking, tool call, tool result, answer."))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,761 @@
+"""A simulated MiniMax-M2 backend: a test double for the model, never for the proxy.
+
+It speaks OpenAI chat completions the way TabbyAPI does with no tool parser configured: the raw
+model text goes out in ``choices[0].delta.content`` (or ``message.content``) unparsed, events are
+``data: {json}\\n\\n`` and the stream ends with ``data: [DONE]``. Everything is deterministic:
+the reply is chosen from the request and seeded by its text, so tests can predict it and the
+request log (``GET /_sim/requests``) records what was planned and how far it got.
+
+Reply rules (the raw output always starts inside reasoning with no ``<think>``, because the
+MiniMax-M2 template pre-opens it, and closes it with ``</think>\\n\\n``):
+- the last message (user or tool) holds ``SIM_SCRIPT:{"raw", "chunks", "finish_reason",
+  "usage"}``: exactly ``raw``, in deltas of the ``chunks`` sizes (characters; the rest by token);
+- the last message is a tool result: a final answer quoting its first 40 characters;
+- tools are present (and ``tool_choice`` is not "none"): a sentence and one call to the first
+  (or the named) tool, arguments generated from its JSON schema; the word "parallel" gives up to
+  three invokes in one block; the word "long" puts ~8,000 characters of code (``<``, ``</div>``,
+  quotes, backslashes, a literal ``</parameter>`` not followed by a tag) in string parameters;
+- otherwise: a plain answer (with "long": a long one with a code block).
+``max_tokens`` cuts a generated reply and makes ``finish_reason`` "length".
+
+Directives in the last user message (or a later tool message) override the server options for
+one request: ``SIM_FAULT:<name|none>``, ``SIM_RATE:<tokens/s>``, ``SIM_TOKEN_CHARS:<n>``,
+``SIM_STALL:<s>``, ``SIM_PING:<s>``, ``SIM_TTFT:<s>``, ``SIM_CRLF:<0|1>``.
+
+Faults (``SIM_FAULT:<name>``, or ``--fault`` for every request). At once: http500, http503,
+http429 (``Retry-After: 2``), http400_context (OpenAI body, code ``context_length_exceeded``),
+http422_detail (FastAPI ``{"detail"}``), http401 (vLLM's ``{"error": "Unauthorized"}``), html500.
+stall_first sleeps ``stall_seconds`` before the headers. After half the tokens: stall_mid sleeps,
+cut_mid drops the connection, bad_sse sends ``data {oops`` and a line without a colon, bad_json a
+``data: {not json}`` event, bad_utf8 a 0xFF byte inside that token's JSON string, error_event
+``data: {"error": …}`` then ``[DONE]``. cut_in_tool drops the connection halfway through the first
+parameter value (with a write_file tool if the request has none); endless streams reasoning until
+the client leaves. Not streaming: cuts drop the connection before the headers, stalls and endless
+delay the reply, bad_json truncates the body, bad_utf8 puts the byte in ``message.content``,
+error_event answers 500, bad_sse does nothing.
+
+Token counting: one token is ``token_chars`` characters (default 4) of a simple rendering of the
+request: the tools as JSON, then one ``role: text`` line per message (tool calls as JSON). It
+only has to be stable and roughly proportional, not match the real tokenizer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import hashlib
+import json
+import random
+import re
+import time
+import uuid
+import zlib
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+__all__ = [
+    "FAULTS",
+    "RequestRecord",
+    "SimOptions",
+    "SimServer",
+    "create_app",
+    "main",
+    "plan_reply",
+    "render_prompt",
+    "start_sim",
+]
+
+_HTTP_FAULTS = ("http500", "http503", "http429", "http400_context", "http422_detail", "http401")
+_STREAM_FAULTS = ("stall_mid", "cut_mid", "cut_in_tool", "bad_sse", "bad_json", "bad_utf8")
+FAULTS = frozenset(
+    (*_HTTP_FAULTS, *_STREAM_FAULTS, "stall_first", "error_event", "endless", "html500")
+)
+_SECRET_HEADERS = frozenset({"authorization", "x-api-key", "x-admin-key", "proxy-authorization"})
+_ENC = msgspec.json.Encoder()
+_LONG_CHARS = 8_000  # ~2,000 tokens at the default token size
+
+
+@dataclass(slots=True)
+class SimOptions:
+    """Server-wide settings; tests may change them on a running server (next request on)."""
+
+    model: str = "MiniMax-M2"
+    token_chars: int = 4
+    tokens_per_second: float = 0.0  # 0: as fast as the socket takes them
+    fault: str | None = None
+    stall_seconds: float = 30.0
+    ping_interval: float = 0.0  # 0: no ": ping" comments
+    first_token_delay: float = 0.0  # silence after the headers, like a long prefill
+    max_model_len: int = 196_608
+    crlf: bool = False  # sse-starlette (TabbyAPI's SSE library) really ends lines with \r\n
+    log_limit: int = 1_000  # request records kept; bounds memory in soak runs
+
+    def __post_init__(self) -> None:
+        if self.fault is not None and self.fault not in FAULTS:
+            raise ValueError(f"unknown fault {self.fault!r}; known: {', '.join(sorted(FAULTS))}")
+        if self.token_chars < 1 or self.log_limit < 1 or self.max_model_len < 1:
+            raise ValueError("token_chars, log_limit and max_model_len must be positive")
+        if min(self.tokens_per_second, self.stall_seconds, self.ping_interval) < 0:
+            raise ValueError("rates and durations must not be negative")
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """What the server saw of one request and how its response ended."""
+
+    seq: int
+    method: str
+    path: str
+    headers: dict[str, str]  # secret headers kept with the value "<redacted>"
+    body: Any  # the decoded JSON body, or None
+    received_at: float
+    stream: bool = False
+    fault: str | None = None
+    status: int | None = None
+    response_id: str | None = None
+    raw: str = ""  # the whole raw output planned (a fault may send less; endless: "")
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # planned {name, arguments}
+    finish_reason: str | None = None
+    sent_chars: int = 0
+    # pending, completed, error (an error status), cut (the server dropped the connection),
+    # client_closed (the client went away first) or server_closed
+    outcome: str = "pending"
+    ended_at: float | None = None
+
+
+@dataclass(slots=True)
+class _Reply:
+    raw: str
+    pieces: Iterable[str]
+    finish_reason: str = "stop"
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    usage: dict[str, Any] | None = None
+
+
+# ---------------------------------------------------------------------------- reply generation
+
+_THOUGHTS = (
+    "Let me think about what is really being asked here.",
+    "Accuracy matters more than length, so I will keep it short.",
+    "There may be edge cases: empty input, Unicode such as naïve café, or very large values.",
+    "I should check whether a tool would help before answering.",
+    "A direct answer without headings fits best.",
+    "I will double-check the details before I reply.",
+)
+_WORDS = ("alpha", "cedar", "harbor", "lumen", "nimbus", "orbit", "quartz", "0042", "true")
+_PLACES = ("Tokyo", "Paris", "São Paulo", "Zürich", "東京", "Reykjavík")
+_CODE = r'''def render_card_@I@(items: list[str], limit: int = @L@) -> str:
+    """Wrap items in HTML. Note: "</parameter>" ends a value only before a tag."""
+    html = ['<div class="card-@I@" data-limit="@L@">']
+    for item in items:
+        if 0 < len(item) < limit and item != "\\":
+            html.append(f"  <span title=\"{item}\">{item!r}</span>")
+    html.append("</div>")
+    path = "C:\\temp\\card_@I@.html"
+    return "\n".join(html) + f"<!-- {path} -->"
+
+'''
+_DEFAULT_TOOL = {"type": "function", "function": {"name": "write_file", "parameters": {
+    "type": "object", "required": ["path", "content"],
+    "properties": {"path": {"type": "string"}, "content": {"type": "string"}}}}}  # fmt: skip
+
+
+def _split_script(text: str) -> tuple[str, Any]:
+    """The text without its SIM_SCRIPT directive, and the script's JSON (None when absent)."""
+    at = text.find("SIM_SCRIPT:")
+    if at < 0:
+        return text, None
+    start = at + len("SIM_SCRIPT:")
+    start += len(text[start:]) - len(text[start:].lstrip())
+    script, end = json.JSONDecoder().raw_decode(text, start)
+    return text[:at] + text[end:], script
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p["text"] for p in content if isinstance(p, dict) and "text" in p)
+    return ""
+
+
+def _schema_value(schema: Any, rng: random.Random, name: str, depth: int = 0) -> Any:
+    """A value of the schema's type; deterministic given the rng state."""
+    if not isinstance(schema, dict):
+        return f"{name}-{rng.choice(_WORDS)}"
+    if schema.get("enum"):
+        return rng.choice(schema["enum"])
+    for key in ("anyOf", "oneOf", "allOf"):
+        branches = [b for b in schema.get(key) or () if b.get("type") != "null"]
+        if branches:
+            return _schema_value(branches[0], rng, name, depth)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind is None:
+        kind = "object" if "properties" in schema else "array" if "items" in schema else "string"
+    low = schema.get("minimum", 0)
+    if kind == "integer":
+        return rng.randint(int(low), int(schema.get("maximum", low + 100)))
+    if kind == "number":
+        return round(rng.uniform(low, schema.get("maximum", low + 100)), 2)
+    if kind == "boolean":
+        return rng.random() < 0.5
+    if kind == "null":
+        return None
+    if kind == "array":
+        size = max(int(schema.get("minItems", 1)), rng.randint(1, 3)) if depth < 3 else 0
+        return [_schema_value(schema.get("items"), rng, name, depth + 1) for _ in range(size)]
+    if kind == "object":
+        props = schema.get("properties")
+        if not isinstance(props, dict):
+            return {"key": rng.choice(_WORDS)} if 0 < depth < 3 else {}
+        return {k: _schema_value(s, rng, k, depth + 1) for k, s in props.items() if depth < 3}
+    if any(w in name.lower() for w in ("city", "location", "place")):
+        return rng.choice(_PLACES)
+    return f"{name}-{rng.choice(_WORDS)}"
+
+
+def _arguments(tool: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    args = _schema_value(tool.get("parameters") or {"type": "object"}, rng, "")
+    return args if isinstance(args, dict) else {}  # a non-object schema: no parameters
+
+
+def _code(chars: int, first: int) -> str:
+    blocks: list[str] = []
+    size, i = 0, first
+    while size < chars:
+        blocks.append(_CODE.replace("@I@", str(i)).replace("@L@", str(8 + i * 3)))
+        size, i = size + len(blocks[-1]), i + 1
+    return "".join(blocks)
+
+
+def _render_calls(calls: list[dict[str, Any]]) -> str:
+    out = ["<minimax:tool_call>\n"]
+    for call in calls:
+        out.append(f'<invoke name="{call["name"]}">\n')
+        for key, value in call["arguments"].items():
+            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            out.append(f'<parameter name="{key}">{text}</parameter>\n')
+        out.append("</invoke>\n")
+    out.append("</minimax:tool_call>")
+    return "".join(out)
+
+
+def _reasoning(rng: random.Random, opening: str, sentences: int) -> str:
+    picked = [rng.choice(_THOUGHTS) for _ in range(sentences)]
+    paragraphs = [" ".join(picked[i : i + 3]) for i in range(0, len(picked), 3)]
+    return opening + "\n\n".join(["", *paragraphs]) + "\n</think>\n\n"
+
+
+def plan_reply(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """The raw output for a request, and the tool calls it contains (by the module's rules)."""
+    messages = [m for m in body.get("messages") or () if isinstance(m, dict)]
+    last = messages[-1] if messages else {}
+    user = next(
+        (_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""
+    )
+    said = _DIRECTIVE.sub("", user.split("SIM_SCRIPT:")[0]).strip()
+    seed = hashlib.blake2b(f"{said}\0{_text(last.get('content'))}".encode(), digest_size=8)
+    rng = random.Random(seed.digest())
+    topic = re.sub(r"[<>\s]+", " ", said).strip()[:60]
+    long, parallel = (bool(re.search(rf"\b{w}\b", said, re.I)) for w in ("long", "parallel"))
+    tools = [t.get("function", t) for t in body.get("tools") or () if isinstance(t, dict)]
+    choice = body.get("tool_choice")
+    if last.get("role") == "tool":
+        result = _text(last.get("content"))
+        think = _reasoning(rng, "The tool returned its result; I can answer now.", 3)
+        return think + f'The tool returned: "{result[:40]}". That settles it.', []
+    if not tools or choice == "none" or last.get("role") != "user":
+        think = _reasoning(rng, f'The user says: "{topic}".', 12 if long else 3)
+        answer = f'Here is my answer about "{topic}". ' + rng.choice(_THOUGHTS)
+        if long:
+            answer += "\n\n```python\n" + _code(_LONG_CHARS - len(think), 0) + "```\n"
+        return think + answer, []
+    if isinstance(choice, dict):  # a named tool goes first
+        named = choice.get("function", {}).get("name")
+        tools.sort(key=lambda t: t.get("name") != named)
+    picked = (tools[:3] if len(tools) > 1 else tools * 3) if parallel else tools[:1]
+    calls = [{"name": t.get("name", "tool"), "arguments": _arguments(t, rng)} for t in picked]
+    names = ", ".join(dict.fromkeys(c["name"] for c in calls))
+    think = _reasoning(rng, f'The user says: "{topic}". The {names} tool fits.', 8 if long else 2)
+    text = f"I'll use {names} for this.\n\n"
+    if long:
+        budget = (_LONG_CHARS - len(think)) // len(calls)
+        for n, call in enumerate(calls):
+            args = call["arguments"]
+            key = next((k for k, v in args.items() if isinstance(v, str)), None)
+            if key is None:
+                text = "```python\n" + _code(budget, n * 20) + "```\n" + text
+            else:
+                args[key] = _code(budget, n * 20)
+    return think + text + _render_calls(calls), calls
+
+
+def _pieces(raw: str, size: int, chunks: list[int] | None = None) -> list[str]:
+    out, pos = [], 0
+    for n in chunks or ():
+        out.append(raw[pos : pos + n])
+        pos += n
+    return out + [raw[i : i + size] for i in range(pos, len(raw), size)]
+
+
+def _endless(size: int) -> Iterator[str]:
+    text = " ".join(_THOUGHTS) * size  # a multiple of size: every piece is a whole token
+    while True:
+        yield from (text[i : i + size] for i in range(0, len(text), size))
+
+
+def render_prompt(body: dict[str, Any]) -> str:
+    """The text counted for prompt tokens (see the module docstring)."""
+    if isinstance(body.get("prompt"), str):
+        return str(body["prompt"])
+    if isinstance(body.get("text"), str):
+        return str(body["text"])
+    parts = [json.dumps(body["tools"], ensure_ascii=False)] if body.get("tools") else []
+    for m in body.get("messages") or ():
+        if isinstance(m, dict):
+            calls = json.dumps(m["tool_calls"], ensure_ascii=False) if m.get("tool_calls") else ""
+            parts.append(f"{m.get('role')}: {_text(m.get('content'))}{calls}")
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------------------- directives
+
+_DIRECTIVE = re.compile(r"SIM_(FAULT|RATE|TOKEN_CHARS|STALL|PING|TTFT|CRLF):(\S+)")
+_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "FAULT": ("fault", lambda v: None if v == "none" else v),
+    "RATE": ("tokens_per_second", float),
+    "TOKEN_CHARS": ("token_chars", int),
+    "STALL": ("stall_seconds", float),
+    "PING": ("ping_interval", float),
+    "TTFT": ("first_token_delay", float),
+    "CRLF": ("crlf", lambda v: v not in ("0", "false")),
+}
+
+
+def _directives(base: SimOptions, messages: list[Any]) -> tuple[SimOptions, dict[str, Any] | None]:
+    """Per-request options and the SIM_SCRIPT, if any. Raises ValueError on a bad directive.
+
+    Options come from the last user message and the tool results after it, so a tool loop keeps
+    its rate or fault; a script only from the last message, so a tool result can bring its own.
+    """
+    first = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=0)
+    overrides: dict[str, Any] = {}
+    script = None
+    for i in range(first, len(messages)):
+        if messages[i].get("role") not in ("user", "tool"):
+            continue
+        rest, found = _split_script(_text(messages[i].get("content")))
+        if found is not None and i == len(messages) - 1:
+            script = _check_script(found)
+        for match in _DIRECTIVE.finditer(rest):
+            name, convert = _FIELDS[match[1]]
+            overrides[name] = convert(match[2])
+    return dataclasses.replace(base, **overrides), script
+
+
+def _check_script(script: Any) -> dict[str, Any]:
+    chunks = script.get("chunks") or [] if isinstance(script, dict) else None
+    if not (
+        isinstance(script, dict)
+        and isinstance(script.get("raw"), str)
+        and isinstance(script.get("finish_reason", ""), str)
+        and isinstance(script.get("usage", {}), dict)
+        and isinstance(chunks, list)
+        and all(isinstance(n, int) and n >= 0 for n in chunks)
+    ):
+        raise ValueError(
+            'SIM_SCRIPT needs {"raw": str, "chunks": [int >= 0, ...], "finish_reason": str, '
+            '"usage": {...}} (the last two optional)'
+        )
+    return script
+
+
+def _make_reply(body: dict[str, Any], o: SimOptions, script: dict[str, Any] | None) -> _Reply:
+    if script is not None:
+        raw = script["raw"]
+        pieces = _pieces(raw, o.token_chars, script.get("chunks"))
+        return _Reply(raw, pieces, script.get("finish_reason", "stop"), [], script.get("usage"))
+    if o.fault == "endless":
+        return _Reply("", _endless(o.token_chars))
+    if o.fault == "cut_in_tool" and not body.get("tools"):
+        body = {**body, "tools": [_DEFAULT_TOOL], "tool_choice": "auto"}
+    raw, calls = plan_reply(body)
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    if isinstance(limit, int) and len(raw) > limit * o.token_chars:
+        raw = raw[: limit * o.token_chars]
+        return _Reply(raw, _pieces(raw, o.token_chars), "length", calls)
+    return _Reply(raw, _pieces(raw, o.token_chars), "stop", calls)
+
+
+def _cut_point(raw: str) -> int:
+    """Halfway through the first parameter value (or through the text, without one)."""
+    start = raw.find('<parameter name="')
+    if start < 0:
+        return len(raw) // 2
+    start = raw.index(">", start) + 1
+    stop = raw.find("</parameter>", start)
+    return start + max(stop - start, 0) // 2
+
+
+# ---------------------------------------------------------------------------- HTTP
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=_ENC.encode(data), status=status, content_type="application/json")
+
+
+def _error(status: int, message: str, kind: str, code: str | None = None) -> web.Response:
+    return _json({"error": {"message": message, "type": kind, "param": None, "code": code}}, status)
+
+
+def _usage(prompt: int, completion: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion}  # fmt: skip
+
+
+def _http_fault(fault: str, o: SimOptions) -> web.Response:
+    if fault in ("http500", "http503"):
+        return _error(int(fault[4:]), f"simulated {fault[4:]} error", "server_error")
+    if fault == "http429":
+        response = _error(429, "simulated: too many requests", "rate_limit_error")
+        response.headers["Retry-After"] = "2"
+        return response
+    if fault == "http400_context":
+        text = f"This model's maximum context length is {o.max_model_len} tokens (simulated)."
+        return _error(400, text, "invalid_request_error", "context_length_exceeded")
+    if fault == "http422_detail":  # TabbyAPI's errors are mostly FastAPI's shape
+        return _json({"detail": "simulated FastAPI validation error"}, 422)
+    if fault == "http401":
+        return _json({"error": "Unauthorized"}, 401)  # vLLM's --api-key middleware says this
+    html = "<html><body><h1>500 Internal Server Error</h1><hr>nginx</body></html>"
+    return web.Response(text=html, status=500, content_type="text/html")
+
+
+def _cut(
+    request: web.Request, rec: RequestRecord, response: web.StreamResponse
+) -> web.StreamResponse:
+    """Drop the connection: the body ends without its terminating chunk (or never starts)."""
+    rec.outcome, rec.ended_at = "cut", time.time()
+    if request.transport is not None:
+        request.transport.close()
+    return response  # aiohttp's final write to the closed transport fails quietly
+
+
+_Handler = Callable[["_Sim", web.Request, RequestRecord], Awaitable[web.StreamResponse]]
+
+
+class _Sim:
+    """The server's state and handlers."""
+
+    def __init__(self, options: SimOptions) -> None:
+        self.options = options
+        self.records: deque[RequestRecord] = deque(maxlen=options.log_limit)
+        self.seq = 0
+        self.closing = False
+
+    def recorded(self, handler: _Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def wrapper(request: web.Request) -> web.StreamResponse:
+            raw = await request.read()
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                body = None
+            headers = {k: "<redacted>" if k.lower() in _SECRET_HEADERS else v
+                       for k, v in request.headers.items()}  # fmt: skip
+            self.seq += 1
+            rec = RequestRecord(self.seq, request.method, request.path, headers, body, time.time())
+            self.records.append(rec)
+            try:
+                response = await handler(self, request, rec)
+            except asyncio.CancelledError:  # aiohttp cancels the handler when the client leaves
+                rec.outcome = "server_closed" if self.closing else "client_closed"
+                rec.ended_at = time.time()
+                raise
+            if rec.outcome == "pending":
+                rec.outcome = "completed" if response.status < 400 else "error"
+            rec.status, rec.ended_at = response.status, rec.ended_at or time.time()
+            return response
+
+        return wrapper
+
+    async def models(self, request: web.Request, rec: RequestRecord) -> web.StreamResponse:
+        card = {"id": self.options.model, "object": "model", "created": 0, "owned_by": "sim"}
+        return _json({"object": "list", "data": [card]})
+
+    async def health(self, request: web.Request, rec: RequestRecord) -> web.StreamResponse:
+        return _json({"status": "healthy", "issues": []})
+
+    async def tokenize(self, request: web.Request, rec: RequestRecord) -> web.StreamResponse:
+        if not isinstance(rec.body, dict):
+            return _json({"detail": "body must be a JSON object"}, 422)
+        text, size = render_prompt(rec.body), self.options.token_chars
+        ids = [zlib.crc32(text[i : i + size].encode()) % 200_064 for i in range(0, len(text), size)]
+        if request.path == "/tokenize":  # vLLM's shape
+            limit = self.options.max_model_len
+            return _json({"count": len(ids), "tokens": ids, "max_model_len": limit})
+        return _json({"tokens": ids, "length": len(ids)})  # TabbyAPI's shape
+
+    async def log(self, request: web.Request) -> web.StreamResponse:
+        return _json(list(self.records))
+
+    async def reset(self, request: web.Request) -> web.StreamResponse:
+        self.records.clear()
+        return _json({"ok": True})
+
+    async def chat(self, request: web.Request, rec: RequestRecord) -> web.StreamResponse:
+        body = rec.body
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            return _json({"detail": "body must be a JSON object with a messages list"}, 422)
+        messages = [m for m in body["messages"] if isinstance(m, dict)]
+        try:
+            o, script = _directives(self.options, messages)
+        except (ValueError, TypeError) as exc:
+            return _error(400, f"bad SIM_ directive: {exc}", "invalid_request_error")
+        rec.stream, rec.fault = bool(body.get("stream")), o.fault
+        if o.fault in _HTTP_FAULTS or o.fault == "html500":
+            return _http_fault(o.fault, o)
+        prompt_tokens = -(-len(render_prompt(body)) // o.token_chars)
+        if prompt_tokens > o.max_model_len:
+            return _http_fault("http400_context", o)
+        if o.fault == "stall_first":
+            await asyncio.sleep(o.stall_seconds)
+        reply = _make_reply(body, o, script)
+        rec.raw, rec.tool_calls = reply.raw, reply.tool_calls
+        rec.finish_reason = reply.finish_reason
+        rec.response_id = f"chatcmpl-{uuid.uuid4().hex}"
+        if rec.stream:
+            return await _Stream(request, rec, o, body).run(reply, prompt_tokens)
+        if o.fault in ("cut_mid", "cut_in_tool"):
+            return _cut(request, rec, web.StreamResponse())
+        if o.fault in ("stall_mid", "endless"):  # endless: "generating" until the client leaves
+            await asyncio.sleep(o.stall_seconds if o.fault == "stall_mid" else 1e9)
+        if o.fault == "error_event":
+            return _error(500, "simulated generation failure", "server_error")
+        assert isinstance(reply.pieces, list)
+        usage = reply.usage or _usage(prompt_tokens, len(reply.pieces))
+        message = {"role": "assistant", "content": reply.raw}
+        choice = {"index": 0, "message": message, "finish_reason": reply.finish_reason}
+        data = _ENC.encode({"id": rec.response_id, "object": "chat.completion",
+                            "created": int(rec.received_at), "model": o.model,
+                            "choices": [choice], "usage": usage})  # fmt: skip
+        if o.fault == "bad_json":
+            data = data[: len(data) // 2]
+        elif o.fault == "bad_utf8":
+            data = data.replace(b'"content":"', b'"content":"\xff', 1)
+        rec.sent_chars = len(reply.raw)
+        return web.Response(body=data, content_type="application/json")
+
+
+class _Stream:
+    """One streamed response: TabbyAPI's chunk shapes, pacing, pings and stream faults."""
+
+    def __init__(self, request: web.Request, rec: RequestRecord, o: SimOptions, body: Any) -> None:
+        self.request, self.rec, self.o = request, rec, o
+        self.sep = "\r\n" if o.crlf else "\n"
+        self.end = (self.sep * 2).encode()
+        self.include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        self.base = {"id": rec.response_id, "object": "chat.completion.chunk",
+                     "created": int(rec.received_at), "model": o.model}  # fmt: skip
+        # Chunks differ only in their content, so each token costs one string encode and a join.
+        self.first = self.template({"role": "assistant", "content": ""})
+        self.next = self.template({"content": ""})
+        self.response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+
+    def event(self, payload: bytes) -> bytes:
+        return b"data: " + payload + self.end
+
+    def chunk(self, **fields: Any) -> bytes:
+        return self.event(_ENC.encode({**self.base, **fields}))
+
+    def template(self, delta: dict[str, str]) -> tuple[bytes, bytes]:
+        choice = {"index": 0, "delta": delta, "finish_reason": None}
+        head, tail = self.chunk(choices=[choice]).split(b'"content":""')
+        return head + b'"content":', tail
+
+    async def pause(self, seconds: float) -> None:
+        """Sleep, sending ": ping" comments meanwhile if enabled (as sse-starlette does)."""
+        loop, interval = asyncio.get_running_loop(), self.o.ping_interval
+        if not interval or seconds < interval:
+            if seconds > 0:
+                await asyncio.sleep(seconds)
+            return
+        deadline = loop.time() + seconds
+        while (left := deadline - loop.time()) > 0:
+            if left < interval:
+                await asyncio.sleep(left)
+                return
+            await asyncio.sleep(interval)
+            await self.response.write(f": ping - {datetime.now(UTC)}".encode() + self.end)
+
+    async def run(self, reply: _Reply, prompt_tokens: int) -> web.StreamResponse:
+        o, rec, fault = self.o, self.rec, self.o.fault
+        pieces, at = reply.pieces, -1  # at: how many tokens go out before a mid-stream fault
+        if isinstance(pieces, list):
+            at = len(pieces) // 2
+            if fault == "cut_in_tool":
+                pieces = _pieces(reply.raw[: _cut_point(reply.raw)], o.token_chars)
+            elif fault == "cut_mid":
+                pieces = pieces[:at]
+        try:
+            await self.response.prepare(self.request)
+            await self.pause(o.first_token_delay)
+            loop = asyncio.get_running_loop()
+            step, due, sent = (1 / o.tokens_per_second if o.tokens_per_second else 0.0), 0.0, 0
+            for piece in pieces:
+                if sent == at and fault in _MID_STREAM:
+                    if await self.fault(fault):
+                        return self.response
+                    due = 0.0
+                if step:
+                    due = max(due + step, loop.time())  # after a stall: resume pacing, no burst
+                    await self.pause(due - loop.time())
+                elif sent % 16 == 15:
+                    await asyncio.sleep(0)  # as fast as possible, yet fair to other streams
+                content = _ENC.encode(piece)
+                if fault == "bad_utf8" and sent == at:
+                    content = b'"\xff' + content[1:]
+                head, tail = self.next if sent else self.first
+                await self.response.write(b"".join((head, content, tail)))
+                rec.sent_chars += len(piece)
+                sent += 1
+            if fault in ("cut_mid", "cut_in_tool"):
+                return _cut(self.request, rec, self.response)
+            if not sent:
+                await self.response.write(b'""'.join(self.first))
+            choice = {"index": 0, "delta": {}, "finish_reason": reply.finish_reason}
+            await self.response.write(self.chunk(choices=[choice]))
+            if self.include_usage:
+                usage = reply.usage or _usage(prompt_tokens, sent)
+                await self.response.write(self.chunk(choices=[], usage=usage))
+            await self.response.write(self.event(b"[DONE]"))
+        except ConnectionResetError:  # a write found the client gone
+            rec.outcome, rec.ended_at = "client_closed", time.time()
+        return self.response
+
+    async def fault(self, fault: str) -> bool:
+        """Act out a mid-stream fault; True when the stream ends here."""
+        if fault == "stall_mid":
+            await self.pause(self.o.stall_seconds)
+        elif fault == "bad_sse":  # a WHATWG decoder ignores both lines
+            await self.response.write(f"data {{oops{self.sep}no colon here".encode() + self.end)
+        elif fault == "bad_json":
+            await self.response.write(self.event(b"{not json}"))
+        elif fault == "error_event":
+            error = {"error": {"message": "simulated generation failure", "type": "server_error"}}
+            await self.response.write(self.event(_ENC.encode(error)) + self.event(b"[DONE]"))
+            self.rec.outcome, self.rec.ended_at = "completed", time.time()
+            return True
+        return False
+
+
+_MID_STREAM = frozenset({"stall_mid", "bad_sse", "bad_json", "error_event"})
+
+
+# ---------------------------------------------------------------------------- running it
+
+_SIM = web.AppKey("sim", _Sim)
+
+
+def create_app(options: SimOptions | None = None) -> web.Application:
+    """The simulated backend as an aiohttp application, for a runner of your own."""
+    sim = _Sim(options or SimOptions())
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app[_SIM] = sim
+    app.router.add_post("/v1/chat/completions", sim.recorded(_Sim.chat))
+    app.router.add_get("/v1/models", sim.recorded(_Sim.models))
+    app.router.add_get("/health", sim.recorded(_Sim.health))
+    app.router.add_post("/tokenize", sim.recorded(_Sim.tokenize))
+    app.router.add_post("/v1/token/encode", sim.recorded(_Sim.tokenize))
+    app.router.add_get("/_sim/requests", sim.log)
+    app.router.add_post("/_sim/reset", sim.reset)
+    return app
+
+
+class SimServer:
+    """A running simulated backend, from :func:`start_sim`. Use ``async with`` or ``close()``."""
+
+    def __init__(self, runner: web.AppRunner, sim: _Sim, url: str) -> None:
+        self._runner, self._sim, self.url = runner, sim, url
+
+    @property
+    def options(self) -> SimOptions:
+        """The live options: changes apply from the next request on."""
+        return self._sim.options
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """The request log, oldest first (a snapshot; the records themselves stay live)."""
+        return list(self._sim.records)
+
+    def reset(self) -> None:
+        self._sim.records.clear()
+
+    async def close(self) -> None:
+        self._sim.closing = True
+        await self._runner.cleanup()
+
+    async def __aenter__(self) -> SimServer:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+async def start_sim(host: str = "127.0.0.1", port: int = 0, **options: Any) -> SimServer:
+    """Start the simulated backend on the running loop; ``options`` are :class:`SimOptions`.
+
+    ``port=0`` picks a free port; the server's ``url`` (no ``/v1``) says which.
+    """
+    app = create_app(SimOptions(**options))
+    # handler_cancellation: a client that leaves during a stall is noticed (and recorded) at
+    # once, not at the next write.
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    bound_host, bound_port = runner.addresses[0][:2]
+    bound_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+    return SimServer(runner, app[_SIM], f"http://{bound_host}:{bound_port}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m proxy.sim``: serve the simulated backend until interrupted."""
+    cli = argparse.ArgumentParser(
+        prog="minimax-m2-proxy sim", description="A simulated MiniMax-M2 backend."
+    )
+    cli.add_argument("--host", default="127.0.0.1")
+    cli.add_argument("--port", type=int, default=8000)
+    defaults = SimOptions()
+    for name, kind, help_ in [
+        ("model", str, "model id reported"),
+        ("token_chars", int, "characters per token"),
+        ("tokens_per_second", float, "per-stream rate; 0 = as fast as possible"),
+        ("stall_seconds", float, "length of stall_first / stall_mid"),
+        ("ping_interval", float, "': ping' comments after this much silence; 0 = off"),
+        ("first_token_delay", float, "silence between the headers and the first token"),
+        ("max_model_len", int, "context size; longer prompts get a 400"),
+        ("log_limit", int, "request records kept"),
+    ]:
+        default = getattr(defaults, name)
+        cli.add_argument(f"--{name.replace('_', '-')}", type=kind, default=default,
+                         help=f"{help_} (default {default})")  # fmt: skip
+    cli.add_argument("--fault", choices=sorted(FAULTS), help="apply this fault to every request")
+    cli.add_argument("--crlf", action="store_true", help="end SSE lines with \\r\\n")
+    args = vars(cli.parse_args(argv))
+    host, port = args.pop("host"), args.pop("port")
+    app = create_app(SimOptions(**args))
+    web.run_app(app, host=host, port=port, handler_cancellation=True, access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()
