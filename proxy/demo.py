@@ -55,7 +55,7 @@ def _wait(url: str, proc: subprocess.Popen[bytes]) -> None:
 
     for _ in range(300):
         if proc.poll() is not None:
-            sys.exit(f"demo: a server exited early ({proc.args})")
+            sys.exit(f"demo: a server exited early ({proc.args!r})")
         try:
             with urllib.request.urlopen(url, timeout=1):
                 return
@@ -66,9 +66,10 @@ def _wait(url: str, proc: subprocess.Popen[bytes]) -> None:
 
 def _stream_turn(client: openai.OpenAI, messages: list[dict[str, Any]]) -> dict[str, Any]:
     """Stream one turn, printing it as it arrives; return the assistant message."""
-    reasoning, content, calls = "", "", {}
+    reasoning, content = "", ""
+    calls: dict[int, dict[str, Any]] = {}
     section = None
-    stream = client.chat.completions.create(
+    stream: Any = client.chat.completions.create(
         model="minimax-m2",
         messages=messages,  # type: ignore[arg-type]
         tools=TOOLS,  # type: ignore[arg-type]
@@ -132,7 +133,7 @@ def main() -> None:
                 str(sim_port),
                 "--tokens-per-second",
                 "120",
-            ],  # fmt: skip
+            ],
         )
         stack.callback(sim.terminate)
         _wait(f"http://127.0.0.1:{sim_port}/health", sim)

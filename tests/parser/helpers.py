@@ -184,6 +184,15 @@ def assert_calls_equal(
 # --------------------------------------------------------------------------- invariants
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"not JSON: {name}")
+
+
+def strict_json_loads(text: str) -> Any:
+    """json.loads that, like every non-Python JSON parser, rejects NaN/Infinity."""
+    return json.loads(text, parse_constant=_reject_constant)
+
+
 def check_call_invariants(events: Sequence[Any]) -> None:
     """DESIGN.md invariant 2 plus ordering: for every call, ToolCallStart comes
     first, then its ToolArgs, then ToolCallEnd; calls do not interleave; indexes
@@ -208,7 +217,7 @@ def check_call_invariants(events: Sequence[Any]) -> None:
             assert isinstance(ev.arguments, dict)
             joined = "".join(frags)
             assert joined == json.dumps(ev.arguments, ensure_ascii=False), (joined, ev.arguments)
-            assert json.loads(joined) == ev.arguments
+            assert strict_json_loads(joined) == ev.arguments
             open_index, open_name = None, None
             next_index += 1
     assert open_index is None, f"call {open_index} never ended"
@@ -225,6 +234,7 @@ def check_agrees_with_parse(events: Sequence[Any], text: str, **kw: Any) -> None
         assert (i1, n1, j1) == (i2, n2, j2)
         assert json.dumps(a1, ensure_ascii=False) == json.dumps(a2, ensure_ascii=False)
         assert j1 == json.dumps(a1, ensure_ascii=False)
+        strict_json_loads(j1)
     for i, call in enumerate(result.tool_calls):
         assert call.index == i
 
