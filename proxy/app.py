@@ -19,6 +19,8 @@ import aiohttp
 import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -37,6 +39,15 @@ __all__ = ["create_app"]
 log = logging.getLogger("proxy")
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 _enc = msgspec.json.Encoder().encode
+_CORS_HEADERS = [
+    "authorization",
+    "x-api-key",
+    "content-type",
+    "anthropic-version",
+    "anthropic-beta",
+    "x-request-id",
+    "x-session-id",
+]
 
 
 class Proxy:
@@ -268,7 +279,20 @@ def create_app(settings: Settings) -> Starlette:
         HTTPException: http_error,
         Exception: server_error,
     }
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+    middleware = []
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=_CORS_HEADERS,
+                expose_headers=["x-request-id", "request-id", "retry-after"],
+            )
+        )
+    app = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers=handlers, middleware=middleware
+    )
     app.state.proxy = proxy
     return app
 

@@ -221,3 +221,18 @@ def test_proxy_keeps_serving_after_failures(client: openai.OpenAI) -> None:
         except openai.APIError:
             pass
     assert client.chat.completions.create(**ask("hi")).choices[0].message.content
+
+
+def test_cors_off_by_default_and_on_when_set(proxy_server: ProxyServer, make_proxy: Any) -> None:
+    preflight = {
+        "origin": "https://app.example",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization, content-type",
+    }
+    r = httpx.options(proxy_server.url + "/v1/chat/completions", headers=preflight)
+    assert "access-control-allow-origin" not in r.headers
+    server = make_proxy(CORS_ORIGINS="https://app.example")
+    r = httpx.options(server.url + "/v1/chat/completions", headers=preflight)
+    assert r.status_code == 200
+    assert r.headers["access-control-allow-origin"] == "https://app.example"
+    assert "authorization" in r.headers["access-control-allow-headers"].lower()
