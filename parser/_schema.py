@@ -163,7 +163,8 @@ def _load_structure(text: str, opener: str) -> Any:
     if not text.startswith(opener):
         return None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        # 1e999 loads as inf, which has no JSON form: _jsonable rejects it.
+        return _jsonable(json.loads(text, parse_constant=_reject_constant), 0)
     except (ValueError, RecursionError):
         pass
     # Models trained on Python sometimes write {'a': True}; accept the literal.
