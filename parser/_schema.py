@@ -28,8 +28,8 @@ _KNOWN = frozenset(_CANDIDATES)
 _MAX_SCHEMA_DEPTH = 32
 _MAX_VALUE_DEPTH = 200
 
-_INT = re.compile(r"[-+]?\d+")
-_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_INT = re.compile(r"[-+]?[0-9]+")
+_NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 
 
 def tool_param_types(tools: Iterable[Any] | None) -> dict[str, dict[str, Types]]:
