@@ -22,16 +22,17 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from . import upstream
 from .config import Settings
-from .errors import ProxyError, anthropic_error_body, openai_error_body
-from .openai_in import plan_openai
-from .openai_out import OpenAIResult, OpenAIStream, finish_reason, usage_dict
+from .dialects import ANTHROPIC, OPENAI, Dialect, StreamWriter
+from .errors import ProxyError
 from .request import Plan
 from .shape import Op, Shaper, new_id
+from .streaming import SSEResponse
+from .tokens import count_prompt_tokens
 from .turn import Turn
 
 __all__ = ["create_app"]
@@ -134,6 +135,10 @@ class Proxy:
         assert self.session is not None
         return await upstream.open_stream(self.session, self.settings, plan.backend_body)
 
+    async def count_tokens(self, plan: Plan) -> int:
+        assert self.session is not None
+        return await count_prompt_tokens(self.session, self.settings, plan.backend_body)
+
     def turn(self, plan: Plan) -> Turn:
         s = self.settings
         return Turn(plan.tools, s.starts_in_think, parse=s.tool_translation)
@@ -157,81 +162,91 @@ async def drive(
         resp.close()
 
 
-class SSEResponse(StreamingResponse):
-    """A streaming response that always closes its body iterator.
-
-    Starlette cancels the sending task when the client disconnects but
-    leaves the generator suspended; closing it here runs its ``finally``
-    blocks at once, which drops the backend connection (no orphaned
-    generation).
-    """
-
-    body_iterator: AsyncGenerator[bytes, None]
-
-    def __init__(self, content: AsyncGenerator[bytes, None], headers: dict[str, str]) -> None:
-        super().__init__(content, media_type="text/event-stream", headers=headers)
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            await self.body_iterator.aclose()
-
-
 def request_id(request: Request) -> str:
     rid = request.headers.get("x-request-id")
     return rid if rid and len(rid) <= 128 and rid.isprintable() else new_id("req_")
-
-
-def openai_error(err: ProxyError, rid: str) -> Response:
-    headers = {"x-request-id": rid, **err.headers()}
-    return Response(openai_error_body(err), err.status, headers, media_type="application/json")
-
-
-def anthropic_error(err: ProxyError, rid: str) -> Response:
-    headers = {"x-request-id": rid, "request-id": rid, **err.headers()}
-    body = anthropic_error_body(err, rid)
-    return Response(body, err.status, headers, media_type="application/json")
 
 
 def create_app(settings: Settings) -> Starlette:
     """Build the ASGI app; misconfiguration raises here, at startup."""
     proxy = Proxy(settings)
 
-    async def chat_completions(request: Request) -> Response:
+    async def respond(request: Request, dialect: Dialect) -> Response:
         rid = request_id(request)
         try:
             proxy.check_auth(request)
-            plan = plan_openai(await proxy.read_json(request), settings, proxy.backend_model)
+            plan = dialect.plan(await proxy.read_json(request), settings, proxy.backend_model)
             resp = await proxy.open(plan)
         except ProxyError as err:
-            return openai_error(err, rid)
+            return dialect.error(err, rid)
         turn = proxy.turn(plan)
-        shaper = Shaper(think_as_text=not plan.split, max_calls=plan.max_calls)
-        cid, created = new_id("chatcmpl-"), int(time.time())
+        shaper = dialect.shaper(plan)
+        ops = drive(resp, turn, shaper)
         if plan.stream:
-            writer = OpenAIStream(cid, created, plan.model, plan.include_usage)
-            stream = _openai_sse(drive(resp, turn, shaper), turn, shaper, writer)
+            writer = dialect.stream(plan, settings)
             headers = {**_SSE_HEADERS, "x-request-id": rid}
-            return SSEResponse(stream, headers)
-        result = OpenAIResult(plan.split)
+            if dialect is ANTHROPIC:
+                headers["request-id"] = rid
+            body = _sse(ops, turn, shaper, writer)
+            return SSEResponse(body, headers, dialect.ping, settings.ping_interval)  # type: ignore[return-value]
+        result = dialect.result(plan, settings)
         try:
-            async with contextlib.aclosing(drive(resp, turn, shaper)) as ops_stream:
-                async for ops in ops_stream:
-                    result.ops(ops)
+            async with contextlib.aclosing(ops):
+                async for piece in ops:
+                    result.ops(piece)
         except ProxyError as err:
-            return openai_error(err, rid)
-        reason = finish_reason(turn.finish_reason, shaper.calls)
-        body = result.body(cid, created, plan.model, reason, usage_dict(turn.usage, turn.deltas))
-        return Response(body, media_type="application/json", headers={"x-request-id": rid})
+            return dialect.error(err, rid)
+        headers = {"x-request-id": rid}
+        if dialect is ANTHROPIC:
+            headers["request-id"] = rid
+        return Response(
+            result.body(turn, shaper.calls), media_type="application/json", headers=headers
+        )
+
+    async def chat_completions(request: Request) -> Response:
+        return await respond(request, OPENAI)
+
+    async def messages(request: Request) -> Response:
+        return await respond(request, ANTHROPIC)
+
+    async def count_tokens(request: Request) -> Response:
+        rid = request_id(request)
+        try:
+            proxy.check_auth(request)
+            plan = ANTHROPIC.plan(await proxy.read_json(request), settings, proxy.backend_model)
+            count = await proxy.count_tokens(plan)
+        except ProxyError as err:
+            return ANTHROPIC.error(err, rid)
+        return Response(_enc({"input_tokens": count}), media_type="application/json")
 
     async def models(request: Request) -> Response:
         names = list(dict.fromkeys(settings.model_aliases + _some(proxy.backend_model)))
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(proxy.started))
+        # One list both SDKs read: OpenAI's fields and Anthropic's side by side.
         data = [
-            {"id": n, "object": "model", "created": proxy.started, "owned_by": "minimax"}
+            {
+                "id": n,
+                "object": "model",
+                "created": proxy.started,
+                "owned_by": "minimax",
+                "type": "model",
+                "display_name": n,
+                "created_at": created,
+            }
             for n in names
         ]
-        return Response(_enc({"object": "list", "data": data}), media_type="application/json")
+        body = {
+            "object": "list",
+            "data": data,
+            "has_more": False,
+            "first_id": names[0] if names else None,
+            "last_id": names[-1] if names else None,
+        }
+        return Response(_enc(body), media_type="application/json")
+
+    async def ok(request: Request) -> Response:
+        # Claude Code's background calls (HEAD /, event logging): answered cheaply, never 404.
+        return Response(b"{}", media_type="application/json")
 
     async def health(request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
@@ -271,6 +286,12 @@ def create_app(settings: Settings) -> Starlette:
 
     routes = [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/messages", messages, methods=["POST"]),
+        Route("/anthropic/v1/messages", messages, methods=["POST"]),
+        Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
+        Route("/anthropic/v1/messages/count_tokens", count_tokens, methods=["POST"]),
+        Route("/", ok, methods=["GET", "HEAD"]),
+        Route("/api/event_logging/batch", ok, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
@@ -302,25 +323,22 @@ def _some(value: str | None) -> tuple[str, ...]:
 
 
 def _dialect_error(request: Request, err: ProxyError) -> Response:
-    rid = request_id(request)
-    if "/messages" in request.url.path:
-        return anthropic_error(err, rid)
-    return openai_error(err, rid)
+    dialect = ANTHROPIC if "/messages" in request.url.path else OPENAI
+    return dialect.error(err, request_id(request))
 
 
-async def _openai_sse(
-    ops_stream: AsyncGenerator[list[Op], None], turn: Turn, shaper: Shaper, writer: OpenAIStream
+async def _sse(
+    ops: AsyncGenerator[list[Op], None], turn: Turn, shaper: Shaper, writer: StreamWriter
 ) -> AsyncGenerator[bytes, None]:
     yield writer.start()
     try:
-        async with contextlib.aclosing(ops_stream):
-            async for ops in ops_stream:
-                data = writer.ops(ops)
+        async with contextlib.aclosing(ops):
+            async for piece in ops:
+                data = writer.ops(piece)
                 if data:
                     yield data
     except ProxyError as err:
         log.warning("stream failed after it began: %s", err.message)
         yield writer.error(err)
         return
-    reason = finish_reason(turn.finish_reason, shaper.calls)
-    yield writer.finish(reason, usage_dict(turn.usage, turn.deltas))
+    yield writer.end(turn, shaper.calls)

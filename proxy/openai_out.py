@@ -13,6 +13,7 @@ import msgspec
 
 from .errors import ProxyError, openai_error_body
 from .shape import CALL_ARGS, CALL_START, REASONING, TEXT, Op
+from .turn import Turn
 from .upstream import UpUsage
 
 __all__ = ["OpenAIResult", "OpenAIStream", "finish_reason", "usage_dict"]
@@ -101,6 +102,10 @@ class OpenAIStream:
                 )
         return b"".join(parts)
 
+    def end(self, turn: Turn, calls: int) -> bytes:
+        usage = usage_dict(turn.usage, turn.deltas)
+        return self.finish(finish_reason(turn.finish_reason, calls), usage)
+
     def finish(self, reason: str, usage: dict[str, int]) -> bytes:
         out = self._head + b"{}," + b'"logprobs":null,"finish_reason":' + _enc(reason) + b"}]}\n\n"
         if self._include_usage:
@@ -115,7 +120,8 @@ class OpenAIStream:
 class OpenAIResult:
     """Collects ops into one ``chat.completion`` body."""
 
-    def __init__(self, split_reasoning: bool) -> None:
+    def __init__(self, response_id: str, created: int, model: str, split_reasoning: bool) -> None:
+        self._id, self._created, self._model = response_id, created, model
         self._split = split_reasoning
         self._text: list[str] = []
         self._reasoning: list[str] = []
@@ -134,9 +140,9 @@ class OpenAIResult:
                 fn = {"name": op[3], "arguments": []}
                 self._calls[op[1]] = {"id": op[2], "type": "function", "function": fn}
 
-    def body(
-        self, response_id: str, created: int, model: str, reason: str, usage: dict[str, int]
-    ) -> bytes:
+    def body(self, turn: Turn, calls: int) -> bytes:
+        reason = finish_reason(turn.finish_reason, calls)
+        usage = usage_dict(turn.usage, turn.deltas)
         text = "".join(self._text)
         message: dict[str, Any] = {"role": "assistant", "content": text or None}
         if self._split and self._reasoning:
@@ -152,19 +158,20 @@ class OpenAIResult:
                 }
             ]
         if self._calls:
-            calls = []
+            tool_calls = []
             for call in self._calls.values():
                 fn = call["function"]
-                calls.append({**call, "function": {**fn, "arguments": "".join(fn["arguments"])}})
-            message["tool_calls"] = calls
+                joined = {**fn, "arguments": "".join(fn["arguments"])}
+                tool_calls.append({**call, "function": joined})
+            message["tool_calls"] = tool_calls
         elif not text:
             message["content"] = ""
         return _enc(
             {
-                "id": response_id,
+                "id": self._id,
                 "object": "chat.completion",
-                "created": created,
-                "model": model,
+                "created": self._created,
+                "model": self._model,
                 "choices": [
                     {"index": 0, "message": message, "logprobs": None, "finish_reason": reason}
                 ],

@@ -38,6 +38,7 @@ class Plan:
     max_calls: int | None
     include_usage: bool = False
     thinking: bool = True  # Anthropic: emit thinking blocks
+    stop_sequences: tuple[str, ...] = ()
 
 
 def bad(message: str, param: str | None = None) -> ProxyError:

@@ -41,6 +41,7 @@ class Turn:
         "_tools",
         "deltas",
         "finish_reason",
+        "stop_reason",
         "usage",
     )
 
@@ -53,6 +54,7 @@ class Turn:
         # Pre-parsed calls: backend index -> [our index, name, argument pieces].
         self._calls: dict[int, list[Any]] = {}
         self.finish_reason: str | None = None
+        self.stop_reason: str | int | None = None
         self.deltas = 0  # backend chunks with text: the token count when usage is missing
         self.usage: UpUsage | None = None
 
@@ -77,6 +79,7 @@ class Turn:
                     self._tool_calls(delta.tool_calls, out)
             if choice.finish_reason:
                 self.finish_reason = choice.finish_reason
+                self.stop_reason = choice.stop_reason
         return out
 
     def close(self) -> list[Event]:

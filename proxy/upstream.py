@@ -45,6 +45,7 @@ class UpDelta(msgspec.Struct):
 class UpChoice(msgspec.Struct):
     delta: UpDelta | None = None
     finish_reason: str | None = None
+    stop_reason: str | int | None = None  # vLLM: the stop string that ended generation
 
 
 class UpUsage(msgspec.Struct):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -74,7 +75,7 @@ def result(client: openai.OpenAI, chunks: list[int], split: bool) -> dict[str, A
 def chunkings(draw: st.DrawFn) -> list[int]:
     cuts = draw(st.lists(st.integers(1, len(RAW) - 1), max_size=60, unique=True))
     bounds = [0, *sorted(cuts), len(RAW)]
-    return [b - a for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [b - a for a, b in itertools.pairwise(bounds)]
 
 
 def test_whole_transcript_result(proxy_server: ProxyServer, sim_server: SimServer) -> None:

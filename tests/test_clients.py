@@ -67,7 +67,7 @@ PARSED_CHUNKS: list[dict[str, Any]] = [
                 "function": {"name": "get_weather", "arguments": ""},
             }
         ]
-    },  # fmt: skip
+    },
     {"tool_calls": [{"index": 0, "function": {"arguments": '{"city": "Pa'}}]},
     {"tool_calls": [{"index": 0, "function": {"arguments": 'ris", "days": 2}'}}]},
 ]

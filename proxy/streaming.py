@@ -1,0 +1,83 @@
+"""The ASGI response that streams SSE to the client.
+
+Three things Starlette's StreamingResponse does not do for us:
+- it closes the body generator however the response ends, so the
+  generator's ``finally`` drops the backend connection at once when the
+  client goes away (no orphaned generation);
+- it sends a keep-alive (``: ping`` or Anthropic's ``ping`` event) after
+  ``interval`` seconds without output, so proxies and clients do not cut a
+  stream that waits on a long prefill;
+- per chunk it does nothing but send and note the time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator
+from typing import Any
+
+__all__ = ["SSEResponse"]
+
+Message = dict[str, Any]
+
+
+class SSEResponse:
+    def __init__(
+        self,
+        body: AsyncGenerator[bytes, None],
+        headers: dict[str, str],
+        ping: bytes | None = None,
+        interval: float = 15.0,
+    ) -> None:
+        self.body = body
+        self.headers = [(b"content-type", b"text/event-stream; charset=utf-8")] + [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
+        ]
+        self.ping = ping
+        self.interval = interval
+        self.last = 0.0  # loop time of the last chunk sent
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+        self.last = asyncio.get_running_loop().time()
+        lock = asyncio.Lock()
+        tasks = [asyncio.ensure_future(self._stream(send, lock))]
+        tasks.append(asyncio.ensure_future(self._until_disconnect(receive)))
+        if self.ping is not None:
+            tasks.append(asyncio.ensure_future(self._keep_alive(send, lock)))
+        try:
+            await asyncio.wait(tasks[:2], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.gather(*tasks, return_exceptions=True)
+            await self.body.aclose()
+        streamed = tasks[0]
+        exc = None if streamed.cancelled() else streamed.exception()
+        if exc is not None and not isinstance(exc, OSError):  # OSError: the client went away
+            raise exc
+
+    async def _stream(self, send: Any, lock: asyncio.Lock) -> None:
+        clock = asyncio.get_running_loop().time
+        async for chunk in self.body:
+            async with lock:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            self.last = clock()
+        async with lock:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _until_disconnect(self, receive: Any) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    async def _keep_alive(self, send: Any, lock: asyncio.Lock) -> None:
+        assert self.ping is not None
+        clock = asyncio.get_running_loop().time
+        while True:
+            await asyncio.sleep(max(0.0, self.last + self.interval - clock()))
+            if clock() - self.last >= self.interval:
+                async with lock:
+                    await send({"type": "http.response.body", "body": self.ping, "more_body": True})
+                self.last = clock()
