@@ -236,3 +236,17 @@ def test_cors_off_by_default_and_on_when_set(proxy_server: ProxyServer, make_pro
     assert r.status_code == 200
     assert r.headers["access-control-allow-origin"] == "https://app.example"
     assert "authorization" in r.headers["access-control-allow-headers"].lower()
+
+
+def test_keep_alive_comments_while_backend_is_silent(make_proxy: Any, sim: SimServer) -> None:
+    server = make_proxy(PING_INTERVAL_SECONDS="0.2")
+    with httpx.stream(
+        "POST", server.url + "/v1/chat/completions", json=ask("SIM_TTFT:1 hi", stream=True)
+    ) as r:
+        lines = [line for line in r.iter_lines() if line]
+    assert lines[0].startswith("data: ")  # the role chunk goes out at once
+    assert lines.count(": ping") >= 3
+    assert lines[-1] == "data: [DONE]"
+    with openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0) as c:
+        r2 = c.chat.completions.create(**ask("SIM_TTFT:0.5 hi"), stream=True)
+        assert "".join(ch.choices[0].delta.content or "" for ch in r2 if ch.choices)
