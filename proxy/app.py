@@ -9,6 +9,7 @@ driver loop runs: backend chunks -> :class:`Turn` (parser events) ->
 from __future__ import annotations
 
 import contextlib
+import functools
 import hmac
 import logging
 import time
@@ -30,7 +31,9 @@ from .config import Settings
 from .dialects import ANTHROPIC, OPENAI, Dialect, StreamWriter
 from .errors import ProxyError
 from .request import Plan
+from .sessions import Recorder, Sessions
 from .shape import Op, Shaper, new_id
+from .store import StoredTurn, open_store
 from .streaming import SSEResponse
 from .tokens import count_prompt_tokens
 from .turn import Turn
@@ -59,16 +62,21 @@ class Proxy:
         self.session: aiohttp.ClientSession | None = None
         self.backend_model = settings.backend_model
         self.started = int(time.time())
+        self.sessions: Sessions | None = None
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
         self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        if self.settings.session_store_enabled:
+            self.sessions = Sessions(self.settings, open_store(self.settings))
         if self.backend_model is None:
             self.backend_model = await self._discover_model()
 
     async def stop(self) -> None:
         if self.session is not None:
             await self.session.close()
+        if self.sessions is not None:
+            await self.sessions.store.close()
 
     async def _discover_model(self) -> str | None:
         """The backend's model id, so that client names ("gpt-4o", "claude-…") never reach it."""
@@ -145,15 +153,28 @@ class Proxy:
 
 
 async def drive(
-    resp: aiohttp.ClientResponse, turn: Turn, shaper: Shaper
+    resp: aiohttp.ClientResponse,
+    turn: Turn,
+    shaper: Shaper,
+    save: Callable[[StoredTurn], Awaitable[None]] | None = None,
 ) -> AsyncGenerator[list[Op], None]:
-    """Backend chunks in, ops out; the backend connection is closed however this ends."""
+    """Backend chunks in, ops out; the backend connection is closed however this ends.
+
+    With ``save``, the completed turn is stored before the last ops go out, so a
+    client can never send its next request before the turn can be found.
+    """
+    recorder = Recorder() if save is not None else None
     try:
         async for chunks in upstream.read(resp):
             ops = shaper.feed(turn.feed(chunks))
             if ops:
+                if recorder is not None:
+                    recorder.feed(ops)
                 yield ops
         ops = shaper.feed(turn.close()) + shaper.close()
+        if recorder is not None and save is not None:
+            recorder.feed(ops)
+            await save(recorder.turn())
         if ops:
             yield ops
     finally:
@@ -173,15 +194,22 @@ def create_app(settings: Settings) -> Starlette:
 
     async def respond(request: Request, dialect: Dialect) -> Response:
         rid = request_id(request)
+        sessions = proxy.sessions
+        save = None
         try:
             proxy.check_auth(request)
-            plan = dialect.plan(await proxy.read_json(request), settings, proxy.backend_model)
+            body = await proxy.read_json(request)
+            plan = dialect.plan(body, settings, proxy.backend_model)
+            if sessions is not None:
+                ctx = sessions.context(request, body)
+                await sessions.repair(ctx, plan.backend_body["messages"])
+                save = functools.partial(sessions.save, ctx)
             resp = await proxy.open(plan)
         except ProxyError as err:
             return dialect.error(err, rid)
         turn = proxy.turn(plan)
         shaper = dialect.shaper(plan)
-        ops = drive(resp, turn, shaper)
+        ops = drive(resp, turn, shaper, save)
         if plan.stream:
             writer = dialect.stream(plan, settings)
             headers = {**_SSE_HEADERS, "x-request-id": rid}

@@ -144,9 +144,12 @@ def test_stream_helper_equals_buffered(ant: anthropic.Anthropic) -> None:
 def test_tool_round_trip_reaches_backend(ant: anthropic.Anthropic, sim: SimServer) -> None:
     question = {"role": "user", "content": "parallel weather in two cities"}
     first = ant.messages.create(
-        model="claude-x", max_tokens=512, messages=[question], tools=[WEATHER],
+        model="claude-x",
+        max_tokens=512,
+        messages=[question],
+        tools=[WEATHER],
         system=[{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
-    )  # fmt: skip
+    )
     uses = [b for b in first.content if b.type == "tool_use"]
     assert len(uses) >= 2
     results = [
@@ -182,9 +185,11 @@ def test_tool_round_trip_reaches_backend(ant: anthropic.Anthropic, sim: SimServe
 
 def test_system_blocks_and_system_messages_merge(ant: anthropic.Anthropic, sim: SimServer) -> None:
     ant.messages.create(
-        model="m", max_tokens=64, system="Top.",
+        model="m",
+        max_tokens=64,
+        system="Top.",
         messages=[{"role": "user", "content": "hi"}, {"role": "system", "content": "Later."}],  # type: ignore[list-item]
-    )  # fmt: skip
+    )
     sent = sim.requests[-1].body["messages"]
     assert sent[0] == {"role": "system", "content": "Top.\n\nLater."}
     assert [m["role"] for m in sent] == ["system", "user"]
@@ -198,14 +203,21 @@ def test_thinking_blocks_with_any_signature(
     if signature is not None:
         block["signature"] = signature
     ant.messages.create(
-        model="m", max_tokens=64,
+        model="m",
+        max_tokens=64,
         messages=[
             {"role": "user", "content": "hi"},
-            {"role": "assistant", "content": [block, {"type": "redacted_thinking", "data": "x"},
-                                              {"type": "text", "text": "Hello."}]},
+            {
+                "role": "assistant",
+                "content": [
+                    block,
+                    {"type": "redacted_thinking", "data": "x"},
+                    {"type": "text", "text": "Hello."},
+                ],
+            },
             {"role": "user", "content": "again"},
         ],
-    )  # fmt: skip
+    )
     sent = sim.requests[-1].body["messages"][1]
     assert sent["content"] == "<think>\nEarlier thought.\n</think>\n\nHello."
 
@@ -275,12 +287,19 @@ def test_max_tokens_stop_reason(ant: anthropic.Anthropic) -> None:
 @pytest.mark.parametrize(
     ("content", "needle"),
     [
-        ([{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "x"}}],
-         "not supported"),
+        (
+            [
+                {
+                    "type": "image",
+                    "source": {"type": "base64", "media_type": "image/png", "data": "x"},
+                }
+            ],
+            "not supported",
+        ),
         ([{"type": "document", "source": {"type": "text", "data": "x"}}], "not supported"),
         ([{"type": "mystery"}], "unsupported"),
     ],
-)  # fmt: skip
+)
 def test_unsupported_blocks_are_400(ant: anthropic.Anthropic, content: Any, needle: str) -> None:
     with pytest.raises(anthropic.BadRequestError) as info:
         ant.messages.create(

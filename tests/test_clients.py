@@ -77,8 +77,13 @@ async def _parsed_backend(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
     await resp.prepare(request)
     for delta in PARSED_CHUNKS:
-        chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
-                 "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}  # fmt: skip
+        chunk = {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "m",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+        }
         await resp.write(b"data: " + msgspec.json.encode(chunk) + b"\n\n")
     end = {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
     await resp.write(b"data: " + msgspec.json.encode(end) + b"\n\ndata: [DONE]\n\n")
