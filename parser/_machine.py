@@ -62,6 +62,8 @@ class StreamParser:
 
     def __init__(self, tools: Iterable[Any] | None = None, starts_in_think: bool = True) -> None:
         self._types = tool_param_types(tools)
+        #: How many times markup was given back as text (malformed tool-call markup).
+        self.fallbacks = 0
         self._state = State.THINK_START if starts_in_think else State.CONTENT_START
         self._tokens = TokenFilter()
         self._hold = ""
@@ -225,6 +227,8 @@ class StreamParser:
         text = "".join(self._raw)
         self._raw = []
         self._name = ""
+        if self._state is not State.THINK_START and self._state is not State.CONTENT_START:
+            self.fallbacks += 1
         self._state = self._fallback
         if text:
             self._put(_TEXT_EVENT.get(self._fallback, ContentText), text)
@@ -294,6 +298,7 @@ class StreamParser:
             self._value_text(Tag.PARAM_CLOSE.value + ws)
             return j
         # Stray text inside a block is content; the block goes on.
+        self.fallbacks += 1
         k = buf.find("<", j + 1)
         stray = buf[j:] if k < 0 else buf[j:k]
         text = stray.rstrip(_WS_CHARS)

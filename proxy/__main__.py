@@ -1,10 +1,17 @@
-"""Command line: ``minimax-m2-proxy [serve] [--workers N]`` and ``minimax-m2-proxy sim``."""
+"""Command line.
+
+    minimax-m2-proxy [serve] [--host H] [--port P] [--workers N]
+    minimax-m2-proxy sim [--port P] ...        the simulated MiniMax-M2 backend
+    minimax-m2-proxy replay TRACE [--request-id ID]
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import tempfile
 
 __all__ = ["main"]
 
@@ -15,6 +22,11 @@ def main(argv: list[str] | None = None) -> None:
         from .sim import main as sim_main
 
         sim_main(args[1:])
+        return
+    if args[:1] == ["replay"]:
+        from .trace import main as replay_main
+
+        replay_main(args[1:])
         return
     if args[:1] == ["serve"]:
         args = args[1:]
@@ -31,6 +43,12 @@ def serve(argv: list[str]) -> None:
     ap.add_argument("--host", help="listen address (default: HOST or 0.0.0.0)")
     ap.add_argument("--port", type=int, help="listen port (default: PORT or 8001)")
     ap.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    ap.add_argument(
+        "--graceful-timeout",
+        type=float,
+        default=float(os.environ.get("GRACEFUL_TIMEOUT_SECONDS", "30")),
+        help="on SIGTERM, seconds in-flight streams may take to finish (default 30)",
+    )
     opts = ap.parse_args(argv)
     try:
         settings = Settings.from_env()
@@ -41,6 +59,10 @@ def serve(argv: list[str]) -> None:
     config.application_path = "proxy.asgi:app"
     # One worker runs in this process; more are hypercorn's spawned processes.
     config.workers = 0 if opts.workers <= 1 else opts.workers
+    if config.workers and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Workers inherit this, so /metrics on any of them reports all of them.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="minimax-m2-proxy-")
+    config.graceful_timeout = opts.graceful_timeout
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")  # through our handler, once
     config.keep_alive_timeout = 75

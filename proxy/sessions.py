@@ -27,6 +27,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from . import metrics
 from .config import Settings
 from .errors import ProxyError
 from .request import think_content
@@ -183,12 +184,14 @@ class Sessions:
                 return await op
         except Exception as exc:  # any store failure degrades to "no repair"
             self.store_errors += 1
+            metrics.STORE_ERRORS.inc()
             log.warning("session store failed (%s: %s); serving without repair",
                         type(exc).__name__, exc)  # fmt: skip
             return default
 
     def _repaired(self, what: str, ctx: SessionContext) -> None:
         self.repairs += 1
+        metrics.REPAIRS.inc()
         log.info("session repair: %s (session=%s)", what, ctx.session or "-")
 
 

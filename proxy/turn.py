@@ -16,6 +16,7 @@ import msgspec
 import parser
 from parser import Event, ThinkText, ToolArgs, ToolCallEnd, ToolCallStart
 
+from .trace import Trace
 from .upstream import UpChunk, UpToolCall, UpUsage
 
 __all__ = ["Turn"]
@@ -41,7 +42,9 @@ class Turn:
         "_tools",
         "deltas",
         "finish_reason",
+        "reasoning_deltas",
         "stop_reason",
+        "trace",
         "usage",
     )
 
@@ -56,6 +59,8 @@ class Turn:
         self.finish_reason: str | None = None
         self.stop_reason: str | int | None = None
         self.deltas = 0  # backend chunks with text: the token count when usage is missing
+        self.reasoning_deltas = 0  # of which reasoning: the reasoning-token estimate
+        self.trace: Trace | None = None
         self.usage: UpUsage | None = None
 
     def feed(self, chunks: list[UpChunk]) -> list[Event]:
@@ -72,9 +77,15 @@ class Turn:
                 reasoning = delta.reasoning_content or delta.reasoning
                 if reasoning:
                     self._split_by_backend = True
+                    self.reasoning_deltas += 1
                     out.append(ThinkText(reasoning))
                 if delta.content:
-                    out += self._content(delta.content)
+                    events = self._content(delta.content)
+                    if events and type(events[-1]) is ThinkText:
+                        self.reasoning_deltas += 1
+                    if self.trace is not None:
+                        self.trace.record(delta.content, events)
+                    out += events
                 if delta.tool_calls:
                     self._tool_calls(delta.tool_calls, out)
             if choice.finish_reason:
@@ -82,8 +93,16 @@ class Turn:
                 self.stop_reason = choice.stop_reason
         return out
 
+    @property
+    def fallbacks(self) -> int:
+        """Malformed tool-call markup the parser gave back as text."""
+        return self._parser.fallbacks if self._parser is not None else 0
+
     def close(self) -> list[Event]:
         out = self._parser.close() if self._parser is not None else []
+        if self.trace is not None:
+            self.trace.record("", out)
+            self.trace.finish_reason = self.finish_reason
         for index, name, pieces in self._calls.values():
             text = "".join(pieces)
             try:
@@ -103,6 +122,8 @@ class Turn:
             # Reasoning in its own field means the backend split it out already.
             starts = self._starts_in_think and not self._split_by_backend and not self._calls
             self._parser = parser.StreamParser(self._tools, starts_in_think=starts)
+            if self.trace is not None:
+                self.trace.starts_in_think = starts
         return self._parser.feed(text)
 
     def _tool_calls(self, calls: list[UpToolCall], out: list[Event]) -> None:

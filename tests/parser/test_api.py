@@ -269,3 +269,14 @@ def test_parse_equals_feeding_whole_text() -> None:
         (e.name, e.arguments) for e in events if isinstance(e, ToolCallEnd)
     ]
     assert json.loads(result.tool_calls[0].arguments_json) == {"location": "Oslo"}
+
+
+def test_fallbacks_count_markup_given_back_as_text() -> None:
+    p = parser.StreamParser()
+    p.feed("think</think>ok <minimax:tool_call>not a call</minimax:tool_call> done")
+    p.close()
+    assert p.fallbacks == 1
+    clean = parser.StreamParser()
+    clean.feed('r</think><minimax:tool_call><invoke name="f"></invoke></minimax:tool_call>')
+    clean.close()
+    assert clean.fallbacks == 0

@@ -1,0 +1,117 @@
+"""Prometheus metrics, and the per-request tracker that feeds them and the access log.
+
+With ``--workers N`` the server sets ``PROMETHEUS_MULTIPROC_DIR`` before the
+workers start, and ``/metrics`` aggregates every worker's values.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+__all__ = ["Tracker", "render"]
+
+log = logging.getLogger("proxy.access")
+
+_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+_GAPS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 15, 60)
+
+REQUESTS = Counter(
+    "minimax_proxy_requests_total", "Requests served", ["route", "dialect", "stream", "status"]
+)
+DURATION = Histogram(
+    "minimax_proxy_request_duration_seconds", "Whole request time", ["dialect", "stream"],
+    buckets=_LATENCY,
+)  # fmt: skip
+TTFT = Histogram(
+    "minimax_proxy_time_to_first_token_seconds", "Request start to first output", ["dialect"],
+    buckets=_LATENCY,
+)  # fmt: skip
+GAP = Histogram(
+    "minimax_proxy_inter_chunk_seconds", "Time between streamed chunks", ["dialect"],
+    buckets=_GAPS,
+)  # fmt: skip
+TOKENS = Counter("minimax_proxy_tokens_total", "Tokens by kind", ["type"])
+TOOL_CALLS = Counter("minimax_proxy_tool_calls_total", "Tool calls returned", ["dialect"])
+FALLBACKS = Counter(
+    "minimax_proxy_parse_fallbacks_total", "Malformed tool-call markup returned as content"
+)
+REPAIRS = Counter("minimax_proxy_session_repairs_total", "Session repairs made")
+STORE_ERRORS = Counter("minimax_proxy_session_store_errors_total", "Session store failures")
+BACKEND_ERRORS = Counter("minimax_proxy_backend_errors_total", "Backend failures", ["kind"])
+IN_FLIGHT = Gauge(
+    "minimax_proxy_in_flight_streams", "Streams being served", multiprocess_mode="livesum"
+)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text: this process's metrics, or every worker's in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    from prometheus_client import REGISTRY
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+class Tracker:
+    """Times one request and records it once, whichever way it ends."""
+
+    __slots__ = ("_gap", "_last", "dialect", "rid", "route", "start", "stream", "ttft")
+
+    def __init__(self, route: str, dialect: str, stream: bool, rid: str) -> None:
+        self.route, self.dialect, self.stream, self.rid = route, dialect, stream, rid
+        self.start = time.perf_counter()
+        self.ttft: float | None = None
+        self._last = 0.0
+        self._gap = GAP.labels(dialect)
+        if stream:
+            IN_FLIGHT.inc()
+
+    def chunk(self) -> None:
+        now = time.perf_counter()
+        if self.ttft is None:
+            self.ttft = now - self.start
+            TTFT.labels(self.dialect).observe(self.ttft)
+        else:
+            self._gap.observe(now - self._last)
+        self._last = now
+
+    def done(self, status: int, info: dict[str, Any] | None = None) -> None:
+        elapsed = time.perf_counter() - self.start
+        stream = "true" if self.stream else "false"
+        if self.stream:
+            IN_FLIGHT.dec()
+        REQUESTS.labels(self.route, self.dialect, stream, str(status)).inc()
+        DURATION.labels(self.dialect, stream).observe(elapsed)
+        entry: dict[str, Any] = {
+            "route": self.route,
+            "stream": self.stream,
+            "status": status,
+            "latency_ms": round(elapsed * 1000, 1),
+        }
+        if self.ttft is not None:
+            entry["ttft_ms"] = round(self.ttft * 1000, 1)
+        if info:
+            entry.update(info)
+            for kind in ("prompt", "completion", "reasoning"):
+                if info.get(f"{kind}_tokens"):
+                    TOKENS.labels(kind).inc(info[f"{kind}_tokens"])
+            if info.get("tool_calls"):
+                TOOL_CALLS.labels(self.dialect).inc(info["tool_calls"])
+            if info.get("parse_fallbacks"):
+                FALLBACKS.inc(info["parse_fallbacks"])
+        log.info("request done", extra={"fields": entry})

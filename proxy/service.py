@@ -1,0 +1,184 @@
+"""What one app holds for its whole life, and the driver loop of a response.
+
+:class:`Proxy` owns the settings, the one ``aiohttp.ClientSession`` to the
+backend (created in the lifespan), the session store and the trace writer.
+:func:`drive` is the loop every response runs: backend chunks -> :class:`Turn`
+(parser events) -> :class:`Shaper` (ops).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import msgspec
+from starlette.requests import Request
+
+from . import upstream
+from .config import Settings
+from .errors import ProxyError
+from .request import Plan
+from .sessions import Recorder, Sessions
+from .shape import Op, Shaper
+from .store import StoredTurn, open_store
+from .tokens import count_prompt_tokens
+from .trace import Trace, TraceWriter
+from .turn import Turn
+
+__all__ = ["Proxy", "drive"]
+
+log = logging.getLogger("proxy")
+
+
+class Proxy:
+    """State shared by the routes of one app: settings and the backend session."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.session: aiohttp.ClientSession | None = None
+        self.backend_model = settings.backend_model
+        self.started = int(time.time())
+        self.sessions: Sessions | None = None
+        self.traces: TraceWriter | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
+        self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        if self.settings.session_store_enabled:
+            self.sessions = Sessions(self.settings, open_store(self.settings))
+        if self.settings.streaming_debug:
+            self.traces = TraceWriter(self.settings.streaming_debug_path)
+        if self.backend_model is None:
+            self.backend_model = await self._discover_model()
+
+    async def stop(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+        if self.sessions is not None:
+            await self.sessions.store.close()
+        if self.traces is not None:
+            self.traces.close()
+
+    async def _discover_model(self) -> str | None:
+        """The backend's model id, so that client names ("gpt-4o", "claude-…") never reach it."""
+        assert self.session is not None
+        try:
+            async with self.session.get(
+                self.settings.backend_url + "/v1/models",
+                headers=self._backend_auth(),
+                timeout=aiohttp.ClientTimeout(total=3),
+            ) as resp:
+                if resp.status == 200:
+                    data = msgspec.json.decode(await resp.read())
+                    return str(data["data"][0]["id"])
+        except (
+            aiohttp.ClientError,
+            TimeoutError,
+            msgspec.DecodeError,
+            KeyError,
+            IndexError,
+            TypeError,
+        ):
+            pass
+        log.warning("could not read the backend's model id; client model names pass through")
+        return None
+
+    async def backend_ready(self) -> bool:
+        """Does the backend answer? A model list costs it nothing; a generation would."""
+        assert self.session is not None
+        try:
+            async with self.session.get(
+                self.settings.backend_url + "/v1/models",
+                headers=self._backend_auth(),
+                timeout=aiohttp.ClientTimeout(total=5),
+            ) as resp:
+                return resp.status < 400
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+    def _backend_auth(self) -> dict[str, str]:
+        key = self.settings.backend_api_key
+        return {"authorization": f"Bearer {key}"} if key else {}
+
+    # -- request helpers ------------------------------------------------------
+
+    def check_auth(self, request: Request) -> None:
+        expected = self.settings.auth_api_key
+        if expected is None:
+            return
+        given = request.headers.get("x-api-key") or ""
+        bearer = request.headers.get("authorization") or ""
+        if bearer[:7].lower() == "bearer ":
+            given = given or bearer[7:].strip()
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise ProxyError(401, "invalid or missing API key", code="invalid_api_key")
+
+    async def read_json(self, request: Request) -> Any:
+        limit = self.settings.max_request_bytes
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise ProxyError(413, f"the request body is larger than {limit} bytes")
+        parts: list[bytes] = []
+        size = 0
+        async for piece in request.stream():
+            size += len(piece)
+            if size > limit:
+                raise ProxyError(413, f"the request body is larger than {limit} bytes")
+            parts.append(piece)
+        raw = b"".join(parts)
+        if not raw.strip():
+            raise ProxyError(400, "the request body is empty; expected JSON")
+        try:
+            return msgspec.json.decode(raw)
+        except msgspec.DecodeError as exc:
+            raise ProxyError(400, f"the request body is not valid JSON: {exc}") from None
+
+    async def open(self, plan: Plan) -> aiohttp.ClientResponse:
+        assert self.session is not None
+        return await upstream.open_stream(self.session, self.settings, plan.backend_body)
+
+    async def count_tokens(self, plan: Plan) -> int:
+        assert self.session is not None
+        return await count_prompt_tokens(self.session, self.settings, plan.backend_body)
+
+    def turn(self, plan: Plan, rid: str, dialect: str) -> Turn:
+        s = self.settings
+        turn = Turn(plan.tools, s.starts_in_think, parse=s.tool_translation)
+        if self.traces is not None:
+            turn.trace = Trace(rid, dialect, plan.tools, s.starts_in_think)
+        return turn
+
+
+async def drive(
+    resp: aiohttp.ClientResponse,
+    turn: Turn,
+    shaper: Shaper,
+    save: Callable[[StoredTurn], Awaitable[None]] | None = None,
+) -> AsyncGenerator[list[Op], None]:
+    """Backend chunks in, ops out; the backend connection is closed however this ends.
+
+    With ``save``, the completed turn is stored before the last ops go out, so a
+    client can never send its next request before the turn can be found.
+    """
+    recorder = Recorder() if save is not None else None
+    try:
+        async for chunks in upstream.read(resp):
+            ops = shaper.feed(turn.feed(chunks))
+            if ops:
+                if recorder is not None:
+                    recorder.feed(ops)
+                yield ops
+        ops = shaper.feed(turn.close()) + shaper.close()
+        if recorder is not None and save is not None:
+            recorder.feed(ops)
+            await save(recorder.turn())
+        if ops:
+            yield ops
+    finally:
+        # Closing (not releasing) drops the connection, so a generation the
+        # client abandoned stops at the backend at once.
+        resp.close()
