@@ -1,8 +1,8 @@
 """Command line.
 
-    minimax-m2-proxy [serve] [--host H] [--port P] [--workers N]
-    minimax-m2-proxy sim [--port P] ...        the simulated MiniMax-M2 backend
-    minimax-m2-proxy replay TRACE [--request-id ID]
+minimax-m2-proxy [serve] [--host H] [--port P] [--workers N]
+minimax-m2-proxy sim [--port P] ...        the simulated MiniMax-M2 backend
+minimax-m2-proxy replay TRACE [--request-id ID]
 """
 
 from __future__ import annotations

@@ -17,7 +17,15 @@ import msgspec
 
 from .config import Settings
 from .errors import ProxyError
-from .request import Plan, bad, check_temperature, positive_int, think_content, tool_hint
+from .request import (
+    Plan,
+    backend_body,
+    bad,
+    check_temperature,
+    positive_int,
+    think_content,
+    tool_hint,
+)
 
 __all__ = ["plan_anthropic"]
 
@@ -71,17 +79,7 @@ def plan_anthropic(body: Any, settings: Settings, backend_model: str | None) -> 
     if system_text:
         out.insert(0, {"role": "system", "content": system_text})
 
-    backend: dict[str, Any] = {
-        "messages": out,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
-    if backend_model or model:
-        backend["model"] = backend_model or model
-    if temperature is not None:
-        backend["temperature"] = temperature
-    if max_tokens is not None:
-        backend["max_tokens"] = max_tokens
+    backend = backend_body(out, backend_model or model, temperature, max_tokens, tools)
     for key in ("top_p", "top_k"):
         if isinstance(body.get(key), (int, float)) and not isinstance(body.get(key), bool):
             backend[key] = body[key]
@@ -91,8 +89,6 @@ def plan_anthropic(body: Any, settings: Settings, backend_model: str | None) -> 
             raise bad("stop_sequences: must be an array of strings")
         if stops:
             backend["stop"] = stops
-    if tools:
-        backend["tools"] = tools
     return Plan(
         backend_body=backend,
         stream=stream,

@@ -14,7 +14,15 @@ from typing import Any
 import msgspec
 
 from .config import Settings
-from .request import Plan, bad, check_temperature, positive_int, think_content, tool_hint
+from .request import (
+    Plan,
+    backend_body,
+    bad,
+    check_temperature,
+    positive_int,
+    think_content,
+    tool_hint,
+)
 
 __all__ = ["plan_openai", "text_of"]
 
@@ -69,22 +77,11 @@ def plan_openai(body: Any, settings: Settings, backend_model: str | None) -> Pla
     if max_calls == 0:
         tools = None
 
-    backend: dict[str, Any] = {
-        "messages": backend_messages(messages, tool_hint(required, named) if tools else None),
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
-    if backend_model or model:
-        backend["model"] = backend_model or model
-    if temperature is not None:
-        backend["temperature"] = temperature
-    if max_tokens is not None:
-        backend["max_tokens"] = max_tokens
+    history = backend_messages(messages, tool_hint(required, named) if tools else None)
+    backend = backend_body(history, backend_model or model, temperature, max_tokens, tools)
     for key in _FORWARD:
         if body.get(key) is not None:
             backend[key] = body[key]
-    if tools:
-        backend["tools"] = tools
 
     split_flag = body.get("reasoning_split")
     extra = body.get("extra_body")

@@ -16,6 +16,7 @@ from .errors import ProxyError
 
 __all__ = [
     "Plan",
+    "backend_body",
     "bad",
     "check_temperature",
     "positive_int",
@@ -39,6 +40,30 @@ class Plan:
     include_usage: bool = False
     thinking: bool = True  # Anthropic: emit thinking blocks
     stop_sequences: tuple[str, ...] = ()
+
+
+def backend_body(
+    messages: list[dict[str, Any]],
+    model: str | None,
+    temperature: float | None,
+    max_tokens: int | None,
+    tools: list[Any] | None,
+) -> dict[str, Any]:
+    """The backend request both APIs start from: always streamed, always with usage."""
+    body: dict[str, Any] = {
+        "messages": messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if model:
+        body["model"] = model
+    if temperature is not None:
+        body["temperature"] = temperature
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    if tools:
+        body["tools"] = tools
+    return body
 
 
 def bad(message: str, param: str | None = None) -> ProxyError:

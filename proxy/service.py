@@ -63,42 +63,32 @@ class Proxy:
         if self.traces is not None:
             self.traces.close()
 
-    async def _discover_model(self) -> str | None:
-        """The backend's model id, so that client names ("gpt-4o", "claude-…") never reach it."""
+    async def _backend_models(self, timeout: float) -> Any:
+        """The backend's model list (a cheap call: never a generation), or None."""
         assert self.session is not None
         try:
             async with self.session.get(
                 self.settings.backend_url + "/v1/models",
                 headers=self._backend_auth(),
-                timeout=aiohttp.ClientTimeout(total=3),
+                timeout=aiohttp.ClientTimeout(total=timeout),
             ) as resp:
-                if resp.status == 200:
-                    data = msgspec.json.decode(await resp.read())
-                    return str(data["data"][0]["id"])
-        except (
-            aiohttp.ClientError,
-            TimeoutError,
-            msgspec.DecodeError,
-            KeyError,
-            IndexError,
-            TypeError,
-        ):
+                if resp.status < 400:
+                    return msgspec.json.decode(await resp.read())
+        except (aiohttp.ClientError, TimeoutError, msgspec.DecodeError):
             pass
-        log.warning("could not read the backend's model id; client model names pass through")
         return None
 
-    async def backend_ready(self) -> bool:
-        """Does the backend answer? A model list costs it nothing; a generation would."""
-        assert self.session is not None
+    async def _discover_model(self) -> str | None:
+        """The backend's model id, so that client names ("gpt-4o", "claude-…") never reach it."""
+        models = await self._backend_models(timeout=3)
         try:
-            async with self.session.get(
-                self.settings.backend_url + "/v1/models",
-                headers=self._backend_auth(),
-                timeout=aiohttp.ClientTimeout(total=5),
-            ) as resp:
-                return resp.status < 400
-        except (aiohttp.ClientError, TimeoutError):
-            return False
+            return str(models["data"][0]["id"])
+        except (KeyError, IndexError, TypeError):
+            log.warning("could not read the backend's model id; client model names pass through")
+            return None
+
+    async def backend_ready(self) -> bool:
+        return await self._backend_models(timeout=5) is not None
 
     def _backend_auth(self) -> dict[str, str]:
         key = self.settings.backend_api_key
