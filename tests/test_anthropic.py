@@ -419,3 +419,12 @@ def test_any_backend_chunking_same_message(
     proxy_server: ProxyServer, sim_server: SimServer, chunks: list[int]
 ) -> None:
     assert ant_result(proxy_server.url, chunks) == ant_result(proxy_server.url, [len(RAW)])
+
+
+def test_thinking_blocks_can_be_turned_off(make_proxy: Any, sim: SimServer) -> None:
+    server = make_proxy(ENABLE_ANTHROPIC_THINKING_BLOCKS="false")
+    with anthropic.Anthropic(base_url=server.url, api_key="x", max_retries=0) as c:
+        msg = c.messages.create(**ask("hi"))
+        assert [b.type for b in msg.content] == ["text"]
+        with c.messages.stream(**ask("hi")) as s:
+            assert [b.type for b in s.get_final_message().content] == ["text"]

@@ -257,3 +257,38 @@ def test_unknown_fields_ignored_and_aliases_forwarded(
     body = sim.requests[-1].body
     assert body["max_tokens"] == 77 and body["top_p"] == 0.9 and body["top_k"] == 40
     assert "some_future_field" not in body and "user" not in body and "store" not in body
+
+
+def _one(server: Any, **kw: Any) -> Any:
+    with openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0) as c:
+        return c.chat.completions.create(**ask("Weather in Paris?", tools=[WEATHER]), **kw)
+
+
+def test_tool_translation_off_passes_raw_text(make_proxy: Any, sim: SimServer) -> None:
+    msg = _one(make_proxy(ENABLE_TOOL_TRANSLATION="false")).choices[0].message
+    assert not msg.tool_calls
+    assert "<minimax:tool_call>" in msg.content and "</think>" in msg.content
+    assert msg.content == sim.requests[-1].raw.strip()
+
+
+def test_passthrough_off_always_splits(make_proxy: Any) -> None:
+    msg = _one(make_proxy(ENABLE_THINKING_PASSTHROUGH="false")).choices[0].message
+    assert "<think>" not in (msg.content or "") and msg.model_extra["reasoning_content"]
+
+
+def test_reasoning_split_disabled_by_operator(make_proxy: Any) -> None:
+    server = make_proxy(ENABLE_REASONING_SPLIT="false")
+    msg = _one(server, extra_body={"reasoning_split": True}).choices[0].message
+    assert msg.content.startswith("<think>\n") and "reasoning_content" not in msg.model_extra
+
+
+def test_starts_in_think_false(make_proxy: Any, sim: SimServer) -> None:
+    server = make_proxy(STARTS_IN_THINK="false")
+    raw = "<think>\nplan it\n</think>\n\nDone."
+    script = "SIM_SCRIPT:" + json.dumps({"raw": raw})
+    with openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0) as c:
+        r = c.chat.completions.create(**ask(script), extra_body={"reasoning_split": True})
+        assert r.choices[0].message.content == "Done."
+        assert r.choices[0].message.model_extra["reasoning_content"] == "plan it"
+        plain = c.chat.completions.create(**ask("SIM_SCRIPT:" + json.dumps({"raw": "Just text."})))
+        assert plain.choices[0].message.content == "Just text."
