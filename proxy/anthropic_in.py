@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from .anthropic_out import is_own_thinking
 from .config import Settings
 from .errors import ProxyError
 from .request import (
@@ -61,6 +62,8 @@ def plan_anthropic(body: Any, settings: Settings, backend_model: str | None) -> 
 
     system = [_system_text(body.get("system"))]
     out: list[dict[str, Any]] = []
+    secret = settings.thinking_signature_secret or ""
+    foreign: list[int] = []  # thinking blocks not signed by this proxy (accepted all the same)
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict):
             raise bad(f"messages.{i}: must be an object")
@@ -71,7 +74,7 @@ def plan_anthropic(body: Any, settings: Settings, backend_model: str | None) -> 
         elif role == "user":
             out += _user(msg.get("content"), i, out)
         elif role == "assistant":
-            out.append(_assistant(msg.get("content"), i))
+            out.append(_assistant(msg.get("content"), i, secret, foreign))
         else:
             raise bad(f"messages.{i}.role: must be user or assistant")
     hint = tool_hint(required, named) if tools else None
@@ -98,6 +101,7 @@ def plan_anthropic(body: Any, settings: Settings, backend_model: str | None) -> 
         max_calls=max_calls,
         thinking=settings.anthropic_thinking_blocks,
         stop_sequences=tuple(stops or ()),
+        foreign_thinking=len(foreign),
     )
 
 
@@ -224,7 +228,7 @@ def _tool_result(block: dict[str, Any], where: str) -> dict[str, Any]:
     return {"role": "tool", "tool_call_id": call_id, "content": text}
 
 
-def _assistant(content: Any, i: int) -> dict[str, Any]:
+def _assistant(content: Any, i: int, secret: str, foreign: list[int]) -> dict[str, Any]:
     thinking: list[str] = []
     text: list[str] = []
     calls: list[dict[str, Any]] = []
@@ -232,7 +236,10 @@ def _assistant(content: Any, i: int) -> dict[str, Any]:
         kind = block.get("type")
         if kind == "thinking":
             # Any signature, or none: the text is what the model needs back.
-            thinking.append(str(block.get("thinking", "")))
+            text_of_block = str(block.get("thinking", ""))
+            if not is_own_thinking(secret, text_of_block, block.get("signature")):
+                foreign.append(i)
+            thinking.append(text_of_block)
         elif kind == "redacted_thinking":
             continue  # encrypted by another provider; nothing this model can read
         elif kind == "text":

@@ -89,6 +89,9 @@ def create_app(settings: Settings) -> Starlette:
             body = await proxy.read_json(request)
             plan = dialect.plan(body, settings, proxy.backend_model)
             tracker = Tracker(request.url.path, dialect.name, plan.stream, rid)
+            if plan.foreign_thinking:
+                # Edited or from another provider: accepted, as the text is what matters.
+                log.info("%d thinking block(s) not signed by this proxy", plan.foreign_thinking)
             if sessions is not None:
                 ctx = sessions.context(request, body)
                 await sessions.repair(ctx, plan.backend_body["messages"])

@@ -40,6 +40,7 @@ class Plan:
     include_usage: bool = False
     thinking: bool = True  # Anthropic: emit thinking blocks
     stop_sequences: tuple[str, ...] = ()
+    foreign_thinking: int = 0  # Anthropic thinking blocks this proxy did not sign
 
 
 def backend_body(

@@ -7,7 +7,6 @@ guarded by an idle timeout rather than a total one.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -208,9 +207,3 @@ def _stream_error(err: UpError) -> ProxyError:
     if err.code == "context_length_exceeded":
         return ProxyError(400, message, code="context_length_exceeded")
     return ProxyError(502, f"the backend failed mid-stream: {message}", code="backend_error")
-
-
-async def close_quietly(resp: aiohttp.ClientResponse) -> None:
-    """Drop the backend connection, so a generation nobody reads stops at once."""
-    resp.close()
-    await asyncio.sleep(0)

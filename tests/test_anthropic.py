@@ -428,3 +428,23 @@ def test_thinking_blocks_can_be_turned_off(make_proxy: Any, sim: SimServer) -> N
         assert [b.type for b in msg.content] == ["text"]
         with c.messages.stream(**ask("hi")) as s:
             assert [b.type for b in s.get_final_message().content] == ["text"]
+
+
+def test_own_and_foreign_thinking_blocks_are_told_apart() -> None:
+    from proxy.anthropic_in import plan_anthropic
+    from proxy.anthropic_out import sign_thinking
+    from proxy.config import Settings
+
+    settings = Settings.from_env({"THINKING_SIGNATURE_SECRET": "s"}, env_file=None)
+
+    def plan_with(signature: str) -> Any:
+        block = {"type": "thinking", "thinking": "t", "signature": signature}
+        messages = [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": [block, {"type": "text", "text": "a"}]},
+            {"role": "user", "content": "q2"},
+        ]
+        return plan_anthropic({"messages": messages}, settings, None)
+
+    assert plan_with(sign_thinking("s", "t")).foreign_thinking == 0
+    assert plan_with("someone-else").foreign_thinking == 1
