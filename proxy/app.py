@@ -32,7 +32,7 @@ from .logs import REQUEST_ID
 from .metrics import Tracker
 from .service import Proxy, drive
 from .shape import Op, Shaper, new_id
-from .streaming import SSEResponse
+from .streaming import SSEResponse, unless_client_leaves
 from .turn import Turn
 
 __all__ = ["create_app"]
@@ -112,10 +112,16 @@ def create_app(settings: Settings) -> Starlette:
             body_iter = _sse(ops, turn, shaper, writer, tracker, proxy)
             return SSEResponse(body_iter, headers, dialect.ping, settings.ping_interval)  # type: ignore[return-value]
         result = dialect.result(plan, settings)
-        try:
+
+        async def collect() -> None:
             async with contextlib.aclosing(ops):
                 async for piece in ops:
                     result.ops(piece)
+
+        try:
+            if not await unless_client_leaves(request.receive, collect()):
+                tracker.done(499)
+                return Response(status_code=499)  # nobody is there to read it
         except ProxyError as err:
             metrics.BACKEND_ERRORS.labels(err.code or "backend").inc()
             tracker.done(err.status, {"error": err.code or err.message})
@@ -241,7 +247,8 @@ def _some(value: str | None) -> tuple[str, ...]:
 
 
 def _dialect_error(request: Request, err: ProxyError) -> Response:
-    dialect = ANTHROPIC if "/messages" in request.url.path else OPENAI
+    path = request.url.path
+    dialect = ANTHROPIC if "/messages" in path or path.startswith("/anthropic/") else OPENAI
     return dialect.error(err, request_id(request))
 
 

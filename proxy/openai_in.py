@@ -133,10 +133,12 @@ def text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(
+        texts = [
             p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"
-        )
-    raise bad("message content must be a string or an array of parts", "messages")
+        ]
+        if all(isinstance(t, str) for t in texts):
+            return "".join(texts)
+    raise bad("message content must be a string or an array of text parts", "messages")
 
 
 def _reasoning_of(msg: Mapping[str, Any]) -> str | None:
@@ -157,9 +159,9 @@ def backend_messages(messages: list[Any], hint: str | None) -> list[dict[str, An
     system: list[str] = []
     out: list[dict[str, Any]] = []
     for i, msg in enumerate(messages):
-        if not isinstance(msg, dict) or msg.get("role") not in _ROLES:
+        role = msg.get("role") if isinstance(msg, dict) else None
+        if not isinstance(role, str) or role not in _ROLES:
             raise bad(f"messages[{i}] must be an object with a valid role", "messages")
-        role = msg["role"]
         if role in ("system", "developer"):
             # The template renders only a leading system turn; merge them all.
             system.append(text_of(msg.get("content")))

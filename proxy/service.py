@@ -124,8 +124,10 @@ class Proxy:
             raise ProxyError(400, "the request body is empty; expected JSON")
         try:
             return msgspec.json.decode(raw)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise ProxyError(400, f"the request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ProxyError(400, "the request body is nested too deeply") from None
 
     async def open(self, plan: Plan) -> aiohttp.ClientResponse:
         assert self.session is not None

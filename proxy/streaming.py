@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Coroutine
 from typing import Any
 
-__all__ = ["SSEResponse"]
+__all__ = ["SSEResponse", "unless_client_leaves", "until_disconnect"]
 
 Message = dict[str, Any]
 
@@ -43,7 +43,7 @@ class SSEResponse:
         self.last = asyncio.get_running_loop().time()
         lock = asyncio.Lock()
         tasks = [asyncio.ensure_future(self._stream(send, lock))]
-        tasks.append(asyncio.ensure_future(self._until_disconnect(receive)))
+        tasks.append(asyncio.ensure_future(until_disconnect(receive)))
         if self.ping is not None:
             tasks.append(asyncio.ensure_future(self._keep_alive(send, lock)))
         try:
@@ -68,10 +68,6 @@ class SSEResponse:
         async with lock:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _until_disconnect(self, receive: Any) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-
     async def _keep_alive(self, send: Any, lock: asyncio.Lock) -> None:
         assert self.ping is not None
         clock = asyncio.get_running_loop().time
@@ -81,3 +77,29 @@ class SSEResponse:
                 async with lock:
                     await send({"type": "http.response.body", "body": self.ping, "more_body": True})
                 self.last = clock()
+
+
+async def until_disconnect(receive: Any) -> None:
+    """Return when the client has gone away (the request body is already read)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_client_leaves(receive: Any, work: Coroutine[Any, Any, None]) -> bool:
+    """Run ``work``; stop it if the client disconnects first. True if it finished.
+
+    A buffered response sends nothing until the end, so without this a client
+    that gave up would leave the backend generating for no one.
+    """
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(until_disconnect(receive))
+    try:
+        done, _ = await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in (task, gone):
+            t.cancel()
+        await asyncio.gather(task, gone, return_exceptions=True)
+    if task in done:
+        task.result()  # re-raises what the work raised
+        return True
+    return False
