@@ -38,6 +38,13 @@ __all__ = ["Recorder", "SessionContext", "Sessions", "scope_for"]
 
 log = logging.getLogger("proxy.sessions")
 _STORE_TIMEOUT = 3.0
+
+
+class _Failed:
+    """The store could not answer (as opposed to: it has no such turn)."""
+
+
+FAILED = _Failed()
 _MAX_SESSION_ID = 256
 
 
@@ -128,26 +135,30 @@ class Sessions:
     async def save(self, ctx: SessionContext, turn: StoredTurn) -> None:
         if not turn["tool_calls"] and ctx.session is None:
             return  # only tool-loop turns are ever looked up by call id
-        await self._guard(self.store.put(ctx.scope, ctx.session, turn), None)
+        await self._guard(self.store.put(ctx.scope, ctx.session, turn))
 
     async def repair(self, ctx: SessionContext, messages: list[dict[str, Any]]) -> None:
-        """Repair ``messages`` (backend form) in place; raise 400 for unlinked tool results."""
+        """Repair ``messages`` (backend form) in place; raise 400 for unlinked tool results.
+
+        Only the current tool loop (after the last user message) is looked at: the
+        template renders thinking only there, and older history is the client's own.
+        """
         may_repair = ctx.session is not None or not self.settings.require_session_for_repair
         last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
         known = {c["id"] for m in messages if m["role"] == "assistant" for c in _calls(m)}
-        i = 0
+        i = last_user + 1
         while i < len(messages):
             m = messages[i]
-            if i > last_user and may_repair and m["role"] == "assistant" and _calls(m):
+            if may_repair and m["role"] == "assistant" and _calls(m):
                 if "</think>" not in m["content"]:
                     turn = await self._find(ctx, [c["id"] for c in _calls(m)])
-                    if turn is not None and turn.get("reasoning"):
+                    if isinstance(turn, dict) and turn.get("reasoning"):
                         m["content"] = think_content(turn["reasoning"], m["content"])
                         self._repaired("restored the thinking of an assistant turn", ctx)
             elif m["role"] == "tool" and m.get("tool_call_id") not in known:
                 call_id = m.get("tool_call_id")
                 turn = await self._find(ctx, [call_id]) if isinstance(call_id, str) else None
-                if turn is not None and i > last_user and may_repair:
+                if isinstance(turn, dict) and may_repair:
                     messages.insert(i, backend_message(turn))
                     known.update(c["id"] for c in turn["tool_calls"])
                     self._repaired("put back a missing assistant turn", ctx)
@@ -162,23 +173,30 @@ class Sessions:
                     )
             i += 1
 
-    async def _find(self, ctx: SessionContext, ids: list[str]) -> StoredTurn | None:
+    async def _find(self, ctx: SessionContext, ids: list[str]) -> StoredTurn | _Failed | None:
+        """The stored turn holding one of ``ids``; None if there is none; FAILED if the store
+        could not say (then nothing is repaired, and nothing is rejected either)."""
         wanted = set(ids)
+        failed = False
         if ctx.session is not None:
             if ctx._turns is None:
-                ctx._turns = await self._guard(self.store.session(ctx.scope, ctx.session), [])
+                turns: list[StoredTurn] | _Failed = await self._guard(
+                    self.store.session(ctx.scope, ctx.session)
+                )
+                failed = isinstance(turns, _Failed)
+                ctx._turns = [] if isinstance(turns, _Failed) else turns
             for turn in reversed(ctx._turns or []):
                 if wanted & {c["id"] for c in turn.get("tool_calls") or ()}:
                     return turn
         for call_id in ids:
-            found: StoredTurn | None = await self._guard(
-                self.store.by_call(ctx.scope, call_id), None
+            found: StoredTurn | None | _Failed = await self._guard(
+                self.store.by_call(ctx.scope, call_id)
             )
             if found is not None:
                 return found
-        return None
+        return FAILED if failed else None
 
-    async def _guard(self, op: Any, default: Any) -> Any:
+    async def _guard(self, op: Any) -> Any:
         try:
             async with asyncio.timeout(_STORE_TIMEOUT):
                 return await op
@@ -187,7 +205,7 @@ class Sessions:
             metrics.STORE_ERRORS.inc()
             log.warning("session store failed (%s: %s); serving without repair",
                         type(exc).__name__, exc)  # fmt: skip
-            return default
+            return FAILED
 
     def _repaired(self, what: str, ctx: SessionContext) -> None:
         self.repairs += 1

@@ -94,6 +94,8 @@ CREATE TABLE IF NOT EXISTS session_turns (
     scope TEXT NOT NULL, session TEXT NOT NULL, turn TEXT NOT NULL, expires REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS session_turns_by_key ON session_turns (scope, session, id);
+CREATE INDEX IF NOT EXISTS calls_by_expiry ON calls (expires);
+CREATE INDEX IF NOT EXISTS session_turns_by_expiry ON session_turns (expires);
 """
 
 

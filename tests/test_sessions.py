@@ -349,7 +349,7 @@ def test_store_outage_never_fails_a_request(
         "SESSION_STORE_ENABLED": "true",
         "SESSION_STORE_BACKEND": backend,
         "REQUIRE_SESSION_FOR_REPAIR": "false",
-        "REQUIRE_TOOL_LINK_VALIDATION": "false",
+        # Validation stays on: an unreachable store proves no id unknown, so nothing is rejected.
     }
     if backend == "sqlite":
         env["SESSION_STORE_PATH"] = str(tmp_path / "no-such-dir" / "s.db")
@@ -364,6 +364,28 @@ def test_store_outage_never_fails_a_request(
     assert r.choices[0].message.content
     sessions = server.app.state.proxy.sessions
     assert sessions.store_errors >= 2 and sessions.repairs == 0
+
+
+def test_old_history_is_not_validated(make_proxy: Any, sim: SimServer) -> None:
+    """A client that always drops assistant turns keeps working once the stored turn expired."""
+    server = make_proxy(
+        SESSION_STORE_ENABLED="true",
+        SESSION_STORE_BACKEND="memory",
+        REQUIRE_SESSION_FOR_REPAIR="false",
+        SESSION_TTL_SECONDS="1",
+    )
+    with oai(server, key()) as c:
+        question, msg = first_turn(c)
+        result = tool_result(msg.tool_calls[0].id)
+        c.chat.completions.create(model="m", messages=[question, result])
+        time.sleep(1.5)
+        later = [
+            question,
+            result,
+            {"role": "assistant", "content": "18C."},
+            {"role": "user", "content": "and tomorrow?"},
+        ]
+        assert c.chat.completions.create(model="m", messages=later).choices[0].message.content
 
 
 def test_two_processes_share_redis(make_proxy: Any, sim: SimServer) -> None:
