@@ -189,7 +189,7 @@ class Sessions:
                 if wanted & {c["id"] for c in turn.get("tool_calls") or ()}:
                     return turn
         for call_id in ids:
-            found: StoredTurn | None | _Failed = await self._guard(
+            found: StoredTurn | _Failed | None = await self._guard(
                 self.store.by_call(ctx.scope, call_id)
             )
             if found is not None:
