@@ -3,7 +3,7 @@
 A request is read and checked, repaired from the session store if enabled,
 and the backend request is opened: a backend that refuses gets its error
 mapped before any byte goes to the client. Then the one driver loop of
-``service.drive`` runs, and a dialect writer turns its ops into bytes.
+``service.pump`` runs, and a dialect writer turns its ops into bytes.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -30,9 +31,10 @@ from .dialects import ANTHROPIC, OPENAI, Dialect, StreamWriter
 from .errors import ProxyError
 from .logs import REQUEST_ID
 from .metrics import Tracker
-from .service import Proxy, drive
+from .service import Proxy, pump
 from .shape import Op, Shaper, new_id
-from .streaming import SSEResponse, unless_client_leaves
+from .store import StoredTurn
+from .streaming import Send, SSEResponse, unless_client_leaves
 from .turn import Turn
 
 __all__ = ["create_app"]
@@ -87,7 +89,7 @@ def create_app(settings: Settings) -> Starlette:
         try:
             proxy.check_auth(request)
             body = await proxy.read_json(request)
-            plan = dialect.plan(body, settings, proxy.backend_model)
+            plan = dialect.plan(body, settings, await proxy.model())
             tracker = Tracker(request.url.path, dialect.name, plan.stream, rid)
             if plan.foreign_thinking:
                 # Edited or from another provider: accepted, as the text is what matters.
@@ -105,27 +107,28 @@ def create_app(settings: Settings) -> Starlette:
             return dialect.error(err, rid)
         turn = proxy.turn(plan, rid, dialect.name)
         shaper = dialect.shaper(plan)
-        ops = drive(resp, turn, shaper, save)
         if plan.stream:
             writer = dialect.stream(plan, settings)
+            body = _stream_body(proxy, resp, turn, shaper, writer, tracker, save)
             headers = {**_SSE_HEADERS, **_id_headers(dialect, rid)}
-            body_iter = _sse(ops, turn, shaper, writer, tracker, proxy)
-            return SSEResponse(body_iter, headers, dialect.ping, settings.ping_interval)  # type: ignore[return-value]
+            return SSEResponse(body, headers, dialect.ping, settings.ping_interval)  # type: ignore[return-value]
         result = dialect.result(plan, settings)
 
-        async def collect() -> None:
-            async with contextlib.aclosing(ops):
-                async for piece in ops:
-                    result.ops(piece)
+        async def collect(ops: list[Op]) -> None:
+            result.ops(ops)
 
         try:
-            if not await unless_client_leaves(request.receive, collect()):
+            if not await unless_client_leaves(
+                request.receive, pump(resp, turn, shaper, collect, save)
+            ):
                 tracker.done(499)
                 return Response(status_code=499)  # nobody is there to read it
         except ProxyError as err:
             metrics.BACKEND_ERRORS.labels(err.code or "backend").inc()
             tracker.done(err.status, {"error": err.code or err.message})
             return dialect.error(err, rid)
+        finally:
+            resp.close()
         tracker.done(200, _summary(turn, shaper))
         await _write_trace(proxy, turn)
         content = result.body(turn, shaper.calls)
@@ -141,7 +144,7 @@ def create_app(settings: Settings) -> Starlette:
         rid = request_id(request)
         try:
             proxy.check_auth(request)
-            plan = ANTHROPIC.plan(await proxy.read_json(request), settings, proxy.backend_model)
+            plan = ANTHROPIC.plan(await proxy.read_json(request), settings, await proxy.model())
             count = await proxy.count_tokens(plan)
         except ProxyError as err:
             return ANTHROPIC.error(err, rid)
@@ -257,33 +260,42 @@ async def _write_trace(proxy: Proxy, turn: Turn) -> None:
         await proxy.traces.write(turn.trace)
 
 
-async def _sse(
-    ops: AsyncGenerator[list[Op], None],
+def _stream_body(
+    proxy: Proxy,
+    resp: aiohttp.ClientResponse,
     turn: Turn,
     shaper: Shaper,
     writer: StreamWriter,
     tracker: Tracker,
-    proxy: Proxy,
-) -> AsyncGenerator[bytes, None]:
-    status = 499  # the client went away first, unless set below
-    info: dict[str, Any] = {}
-    try:
-        yield writer.start()
+    save: Callable[[StoredTurn], Awaitable[None]] | None,
+) -> Callable[[Send], Awaitable[None]]:
+    """The body of a streamed response: start, the pump's ops as they come, then the end."""
+
+    async def body(send: Send) -> None:
+        status = 499  # the client went away first, unless set below
+        info: dict[str, Any] = {}
+
+        async def emit(ops: list[Op]) -> None:
+            data = writer.ops(ops)
+            if data:
+                tracker.chunk()
+                await send(data)
+
         try:
-            async with contextlib.aclosing(ops):
-                async for piece in ops:
-                    data = writer.ops(piece)
-                    if data:
-                        tracker.chunk()
-                        yield data
-        except ProxyError as err:
-            log.warning("stream failed after it began: %s", err.message)
-            metrics.BACKEND_ERRORS.labels(err.code or "backend").inc()
-            status, info = err.status, {"error": err.code or err.message}
-            yield writer.error(err)
-            return
-        status, info = 200, _summary(turn, shaper)
-        yield writer.end(turn, shaper.calls)
-    finally:
-        tracker.done(status, info)
-        await _write_trace(proxy, turn)
+            await send(writer.start())
+            try:
+                await pump(resp, turn, shaper, emit, save)
+            except ProxyError as err:
+                log.warning("stream failed after it began: %s", err.message)
+                metrics.BACKEND_ERRORS.labels(err.code or "backend").inc()
+                status, info = err.status, {"error": err.code or err.message}
+                await send(writer.error(err))
+                return
+            status, info = 200, _summary(turn, shaper)
+            await send(writer.end(turn, shaper.calls))
+        finally:
+            resp.close()  # also when cancelled before the pump began
+            tracker.done(status, info)
+            await _write_trace(proxy, turn)
+
+    return body

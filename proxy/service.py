@@ -2,8 +2,8 @@
 
 :class:`Proxy` owns the settings, the one ``aiohttp.ClientSession`` to the
 backend (created in the lifespan), the session store and the trace writer.
-:func:`drive` is the loop every response runs: backend chunks -> :class:`Turn`
-(parser events) -> :class:`Shaper` (ops).
+:func:`pump` is the loop every response runs: backend chunks -> :class:`Turn`
+(parser events) -> :class:`Shaper` (ops) -> a sink.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -29,7 +29,7 @@ from .tokens import count_prompt_tokens
 from .trace import Trace, TraceWriter
 from .turn import Turn
 
-__all__ = ["Proxy", "drive"]
+__all__ = ["Proxy", "Sink", "pump"]
 
 log = logging.getLogger("proxy")
 
@@ -44,6 +44,7 @@ class Proxy:
         self.started = int(time.time())
         self.sessions: Sessions | None = None
         self.traces: TraceWriter | None = None
+        self._next_discovery = 0.0
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
@@ -52,8 +53,7 @@ class Proxy:
             self.sessions = Sessions(self.settings, open_store(self.settings))
         if self.settings.streaming_debug:
             self.traces = TraceWriter(self.settings.streaming_debug_path)
-        if self.backend_model is None:
-            self.backend_model = await self._discover_model()
+        await self.model()
 
     async def stop(self) -> None:
         if self.session is not None:
@@ -77,6 +77,17 @@ class Proxy:
         except (aiohttp.ClientError, TimeoutError, msgspec.DecodeError):
             pass
         return None
+
+    async def model(self) -> str | None:
+        """The model id for the backend: BACKEND_MODEL, else the backend's own.
+
+        A backend that was down when the proxy started is asked again, at most every
+        30 seconds, so client names do not pass through for the proxy's whole life.
+        """
+        if self.backend_model is None and time.monotonic() >= self._next_discovery:
+            self._next_discovery = time.monotonic() + 30
+            self.backend_model = await self._discover_model()
+        return self.backend_model
 
     async def _discover_model(self) -> str | None:
         """The backend's model id, so that client names ("gpt-4o", "claude-…") never reach it."""
@@ -145,31 +156,49 @@ class Proxy:
         return turn
 
 
-async def drive(
+Sink = Callable[[list[Op]], Awaitable[None]]
+
+
+async def pump(
     resp: aiohttp.ClientResponse,
     turn: Turn,
     shaper: Shaper,
+    sink: Sink,
     save: Callable[[StoredTurn], Awaitable[None]] | None = None,
-) -> AsyncGenerator[list[Op], None]:
-    """Backend chunks in, ops out; the backend connection is closed however this ends.
+) -> None:
+    """The driver loop of one response: each backend read becomes ops, handed to ``sink``.
 
-    With ``save``, the completed turn is stored before the last ops go out, so a
-    client can never send its next request before the turn can be found.
+    Every step but the read and the sink is a plain function call, so the per-chunk
+    cost is the steps themselves. The backend connection is closed however this ends.
+    With ``save``, the completed turn is stored before the last ops go out, so a client
+    can never send its next request before the turn can be found.
+
+    Raises:
+        ProxyError: the backend failed, stalled or cut the stream.
     """
+    reader = upstream.ChunkReader()
     recorder = Recorder() if save is not None else None
     try:
-        async for chunks in upstream.read(resp):
-            ops = shaper.feed(turn.feed(chunks))
-            if ops:
-                if recorder is not None:
-                    recorder.feed(ops)
-                yield ops
-        ops = shaper.feed(turn.close()) + shaper.close()
+        try:
+            async for data in resp.content.iter_any():
+                chunks = reader.feed(data)
+                if chunks:
+                    ops = shaper.feed(turn.feed(chunks))
+                    if ops:
+                        if recorder is not None:
+                            recorder.feed(ops)
+                        await sink(ops)
+                if reader.done:
+                    break
+            chunks = reader.close()
+        except upstream.NETWORK_ERRORS as exc:
+            raise upstream.network_error(exc) from exc
+        ops = shaper.feed(turn.feed(chunks) + turn.close()) + shaper.close()
         if recorder is not None and save is not None:
             recorder.feed(ops)
             await save(recorder.turn())
         if ops:
-            yield ops
+            await sink(ops)
     finally:
         # Closing (not releasing) drops the connection, so a generation the
         # client abandoned stops at the backend at once.

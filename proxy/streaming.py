@@ -1,9 +1,9 @@
 """The ASGI response that streams SSE to the client.
 
 Three things Starlette's StreamingResponse does not do for us:
-- it closes the body generator however the response ends, so the
-  generator's ``finally`` drops the backend connection at once when the
-  client goes away (no orphaned generation);
+- the body runs as a task that is cancelled the moment the client goes
+  away, so its ``finally`` drops the backend connection at once (no
+  orphaned generation);
 - it sends a keep-alive (``: ping`` or Anthropic's ``ping`` event) after
   ``interval`` seconds without output, so proxies and clients do not cut a
   stream that waits on a long prefill;
@@ -13,8 +13,7 @@ Three things Starlette's StreamingResponse does not do for us:
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncGenerator, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 __all__ = ["SSEResponse", "unless_client_leaves", "until_disconnect"]
@@ -22,10 +21,21 @@ __all__ = ["SSEResponse", "unless_client_leaves", "until_disconnect"]
 Message = dict[str, Any]
 
 
+Send = Callable[[bytes], Awaitable[None]]
+
+
 class SSEResponse:
+    """Streams what ``body(send)`` sends; ``body`` runs as its own task.
+
+    Args:
+        body: writes the stream by awaiting ``send(bytes)``; cancelled if the client leaves.
+        headers: response headers besides the content type.
+        ping: keep-alive bytes, sent after ``interval`` seconds without output (None: off).
+    """
+
     def __init__(
         self,
-        body: AsyncGenerator[bytes, None],
+        body: Callable[[Send], Awaitable[None]],
         headers: dict[str, str],
         ping: bytes | None = None,
         interval: float = 15.0,
@@ -40,43 +50,40 @@ class SSEResponse:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.headers})
-        self.last = asyncio.get_running_loop().time()
+        clock = asyncio.get_running_loop().time
+        self.last = clock()
         lock = asyncio.Lock()
-        tasks = [asyncio.ensure_future(self._stream(send, lock))]
-        tasks.append(asyncio.ensure_future(until_disconnect(receive)))
+
+        async def send_bytes(data: bytes) -> None:
+            async with lock:
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+            self.last = clock()
+
+        async def run() -> None:
+            await self.body(send_bytes)
+            async with lock:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        tasks = [asyncio.ensure_future(run()), asyncio.ensure_future(until_disconnect(receive))]
         if self.ping is not None:
-            tasks.append(asyncio.ensure_future(self._keep_alive(send, lock)))
+            tasks.append(asyncio.ensure_future(self._keep_alive(send_bytes, clock)))
         try:
             await asyncio.wait(tasks[:2], return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in tasks:
                 task.cancel()
-            with contextlib.suppress(BaseException):
-                await asyncio.gather(*tasks, return_exceptions=True)
-            await self.body.aclose()
+            await asyncio.gather(*tasks, return_exceptions=True)
         streamed = tasks[0]
         exc = None if streamed.cancelled() else streamed.exception()
         if exc is not None and not isinstance(exc, OSError):  # OSError: the client went away
             raise exc
 
-    async def _stream(self, send: Any, lock: asyncio.Lock) -> None:
-        clock = asyncio.get_running_loop().time
-        async for chunk in self.body:
-            async with lock:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            self.last = clock()
-        async with lock:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    async def _keep_alive(self, send: Any, lock: asyncio.Lock) -> None:
+    async def _keep_alive(self, send: Send, clock: Callable[[], float]) -> None:
         assert self.ping is not None
-        clock = asyncio.get_running_loop().time
         while True:
             await asyncio.sleep(max(0.0, self.last + self.interval - clock()))
             if clock() - self.last >= self.interval:
-                async with lock:
-                    await send({"type": "http.response.body", "body": self.ping, "more_body": True})
-                self.last = clock()
+                await send(self.ping)
 
 
 async def until_disconnect(receive: Any) -> None:

@@ -8,7 +8,6 @@ guarded by an idle timeout rather than a total one.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -16,9 +15,19 @@ import msgspec
 
 from .config import Settings
 from .errors import ProxyError
-from .sse import SSEDecoder, SSEError
+from .sse import SSEDecoder, SSEError, SSEEvent
 
-__all__ = ["UpChunk", "UpDelta", "UpToolCall", "UpUsage", "backend_error", "open_stream", "read"]
+__all__ = [
+    "NETWORK_ERRORS",
+    "ChunkReader",
+    "UpChunk",
+    "UpDelta",
+    "UpToolCall",
+    "UpUsage",
+    "backend_error",
+    "network_error",
+    "open_stream",
+]
 
 log = logging.getLogger("proxy.upstream")
 
@@ -152,45 +161,66 @@ def _error_text(raw: bytes) -> tuple[str, str | None]:
     return raw.decode("utf-8", "replace")[:500], None
 
 
-async def read(resp: aiohttp.ClientResponse) -> AsyncIterator[list[UpChunk]]:
-    """Yield the chunks of each network read, until ``[DONE]`` or the end.
+class ChunkReader:
+    """Backend event-stream bytes in, chunks out (sans-IO): the steps of one network read.
 
-    Raises:
-        ProxyError: the backend stalled (504), cut the stream (502) or sent an error event.
+    Raises ProxyError for an error event from the backend (502, or 400 for a context
+    overflow), a malformed stream, or, at :meth:`close`, a stream that ended before
+    the backend finished.
     """
-    decoder = SSEDecoder()
-    done = False
-    finished = False
-    try:
-        async for data in resp.content.iter_any():
-            chunks: list[UpChunk] = []
-            for event in decoder.feed(data):
-                if event.data.startswith("[DONE]"):
-                    done = True
-                    break
-                chunk = _chunk(event.data)
-                if chunk is None:
-                    continue
-                if chunk.error is not None:
-                    raise _stream_error(chunk.error)
-                if chunk.choices and chunk.choices[0].finish_reason:
-                    finished = True
-                chunks.append(chunk)
-            if chunks:
-                yield chunks
-            if done:
-                return
-        for event in decoder.close():
-            if not event.data.startswith("[DONE]") and (chunk := _chunk(event.data)) is not None:
-                yield [chunk]
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise ProxyError(504, "the backend stalled mid-stream", code="backend_timeout") from exc
-    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
-        raise ProxyError(502, "the backend closed the stream early", code="backend_cut") from exc
-    except SSEError as exc:
-        raise ProxyError(502, f"the backend's stream is malformed: {exc}") from exc
-    if not finished:
-        raise ProxyError(502, "the backend ended the stream without finishing", code="backend_cut")
+
+    __slots__ = ("_decoder", "done", "finished")
+
+    def __init__(self) -> None:
+        self._decoder = SSEDecoder()
+        self.done = False  # [DONE] seen: stop reading
+        self.finished = False  # a finish_reason seen
+
+    def feed(self, data: bytes) -> list[UpChunk]:
+        try:
+            events = self._decoder.feed(data)
+        except SSEError as exc:
+            raise ProxyError(502, f"the backend's stream is malformed: {exc}") from exc
+        return self._chunks(events)
+
+    def close(self) -> list[UpChunk]:
+        chunks = [] if self.done else self._chunks(self._decoder.close())
+        if not self.finished and not self.done:
+            raise ProxyError(
+                502, "the backend ended the stream without finishing", code="backend_cut"
+            )
+        return chunks
+
+    def _chunks(self, events: list[SSEEvent]) -> list[UpChunk]:
+        chunks: list[UpChunk] = []
+        for event in events:
+            if event.data.startswith("[DONE]"):
+                self.done = True
+                break
+            chunk = _chunk(event.data)
+            if chunk is None:
+                continue
+            if chunk.error is not None:
+                raise _stream_error(chunk.error)
+            if chunk.choices and chunk.choices[0].finish_reason:
+                self.finished = True
+            chunks.append(chunk)
+        return chunks
+
+
+# What reading the backend's body can raise, and what the client is told.
+NETWORK_ERRORS = (
+    TimeoutError,
+    aiohttp.ServerTimeoutError,
+    aiohttp.ClientPayloadError,
+    aiohttp.ClientConnectionError,
+)
+
+
+def network_error(exc: BaseException) -> ProxyError:
+    if isinstance(exc, TimeoutError):  # aiohttp's ServerTimeoutError is one too
+        return ProxyError(504, "the backend stalled mid-stream", code="backend_timeout")
+    return ProxyError(502, "the backend closed the stream early", code="backend_cut")
 
 
 def _chunk(data: str) -> UpChunk | None:

@@ -292,3 +292,20 @@ def test_starts_in_think_false(make_proxy: Any, sim: SimServer) -> None:
         assert r.choices[0].message.model_extra["reasoning_content"] == "plan it"
         plain = c.chat.completions.create(**ask("SIM_SCRIPT:" + json.dumps({"raw": "Just text."})))
         assert plain.choices[0].message.content == "Just text."
+
+
+def test_backend_model_discovered_when_the_backend_comes_up_late(make_proxy: Any, bg: Any) -> None:
+    from proxy.sim import start_sim
+    from tests.servers import free_port
+
+    port = free_port()
+    server = make_proxy(backend_url=f"http://127.0.0.1:{port}")  # nothing listens yet
+    late = bg.run(start_sim(port=port, model="MiniMax-M2-late"))
+    try:
+        server.app.state.proxy._next_discovery = 0  # as if the 30 s back-off had passed
+        with openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0) as c:
+            c.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+        chats = [r for r in late.requests if r.path == "/v1/chat/completions"]
+        assert chats[-1].body["model"] == "MiniMax-M2-late"
+    finally:
+        bg.run(late.close())
