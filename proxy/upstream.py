@@ -32,43 +32,43 @@ __all__ = [
 log = logging.getLogger("proxy.upstream")
 
 
-class UpFunction(msgspec.Struct):
+class UpFunction(msgspec.Struct, gc=False):
     name: str | None = None
     arguments: str | None = None
 
 
-class UpToolCall(msgspec.Struct):
+class UpToolCall(msgspec.Struct, gc=False):
     index: int = 0
     id: str | None = None
     function: UpFunction | None = None
 
 
-class UpDelta(msgspec.Struct):
+class UpDelta(msgspec.Struct, gc=False):
     content: str | None = None
     reasoning_content: str | None = None
     reasoning: str | None = None
     tool_calls: list[UpToolCall] | None = None
 
 
-class UpChoice(msgspec.Struct):
+class UpChoice(msgspec.Struct, gc=False):
     delta: UpDelta | None = None
     finish_reason: str | None = None
     stop_reason: str | int | None = None  # vLLM: the stop string that ended generation
 
 
-class UpUsage(msgspec.Struct):
+class UpUsage(msgspec.Struct, gc=False):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
 
 
-class UpError(msgspec.Struct):
+class UpError(msgspec.Struct, gc=False):
     message: str | None = None
     type: str | None = None
     code: str | int | None = None
 
 
-class UpChunk(msgspec.Struct):
+class UpChunk(msgspec.Struct, gc=False):
     """The fields of a backend chunk the proxy reads; everything else is skipped unparsed."""
 
     choices: list[UpChoice] = []
