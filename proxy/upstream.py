@@ -7,6 +7,7 @@ guarded by an idle timeout rather than a total one.
 
 from __future__ import annotations
 
+import io
 import logging
 from typing import Any
 
@@ -79,6 +80,7 @@ class UpChunk(msgspec.Struct, gc=False):
 _decode_chunk = msgspec.json.Decoder(UpChunk).decode
 _encode = msgspec.json.Encoder().encode
 _MAX_ERROR_BODY = 64 * 1024
+_LARGE_BODY = 1024 * 1024
 
 
 async def open_stream(
@@ -99,7 +101,10 @@ async def open_stream(
     )
     url = settings.backend_url + "/v1/chat/completions"
     try:
-        resp = await session.post(url, data=_encode(body), headers=headers, timeout=timeout)
+        data = _encode(body)
+        # aiohttp writes large bytes in one go (and warns); a file object goes out in pieces.
+        payload: bytes | io.BytesIO = data if len(data) < _LARGE_BODY else io.BytesIO(data)
+        resp = await session.post(url, data=payload, headers=headers, timeout=timeout)
     except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise ProxyError(504, "the backend did not answer in time", code="backend_timeout") from exc
     except aiohttp.ClientError as exc:

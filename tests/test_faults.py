@@ -436,8 +436,6 @@ def test_buffered_request_client_leaves_closes_backend(
 # ---------------------------------------------------------------------------- slow reader
 
 
-# aiohttp warns when the proxy forwards a body this large as one bytes object; not a failure.
-@pytest.mark.filterwarnings("ignore:Sending a large body directly:ResourceWarning")
 def test_slow_reader_gets_backpressure_and_every_byte(
     make_proxy: Callable[..., ProxyServer], sim: SimServer
 ) -> None:
