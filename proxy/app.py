@@ -180,6 +180,15 @@ def create_app(settings: Settings) -> Starlette:
         # Claude Code's background calls (HEAD /, event logging): answered cheaply, never 404.
         return Response(b"{}", media_type="application/json")
 
+    async def responses(request: Request) -> Response:
+        err = ProxyError(
+            404,
+            "the Responses API is not served here; use POST /v1/chat/completions "
+            "(openai-agents: set_default_openai_api('chat_completions'))",
+            code="unsupported_api",
+        )
+        return OPENAI.error(err, request_id(request))
+
     async def health(request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
 
@@ -219,6 +228,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/", ok, methods=["GET", "HEAD"]),
         Route("/api/event_logging/batch", ok, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/responses", responses, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
         Route("/metrics", metrics_route, methods=["GET"]),
