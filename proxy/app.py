@@ -76,6 +76,17 @@ def _summary(turn: Turn, shaper: Shaper) -> dict[str, Any]:
     }
 
 
+def _error_info(err: ProxyError) -> dict[str, Any]:
+    return {"error": err.code or err.message}
+
+
+def _failed(tracker: Tracker | None, err: ProxyError, backend: bool) -> None:
+    if backend:
+        metrics.BACKEND_ERRORS.labels(err.code or "backend").inc()
+    if tracker is not None:
+        tracker.done(err.status, _error_info(err))
+
+
 def create_app(settings: Settings) -> Starlette:
     """Build the ASGI app; misconfiguration raises here, at startup."""
     proxy = Proxy(settings)
@@ -100,10 +111,7 @@ def create_app(settings: Settings) -> Starlette:
                 save = functools.partial(sessions.save, ctx)
             resp = await proxy.open(plan)
         except ProxyError as err:
-            if tracker is not None:
-                tracker.done(err.status, {"error": err.code or err.message})
-            if err.code and err.code.startswith("backend_"):
-                metrics.BACKEND_ERRORS.labels(err.code).inc()
+            _failed(tracker, err, backend=bool(err.code and err.code.startswith("backend_")))
             return dialect.error(err, rid)
         turn = proxy.turn(plan, rid, dialect.name)
         shaper = dialect.shaper(plan)
@@ -124,8 +132,7 @@ def create_app(settings: Settings) -> Starlette:
                 tracker.done(499)
                 return Response(status_code=499)  # nobody is there to read it
         except ProxyError as err:
-            metrics.BACKEND_ERRORS.labels(err.code or "backend").inc()
-            tracker.done(err.status, {"error": err.code or err.message})
+            _failed(tracker, err, backend=True)  # everything the pump raises is the backend's
             return dialect.error(err, rid)
         finally:
             resp.close()
@@ -298,7 +305,7 @@ def _stream_body(
             except ProxyError as err:
                 log.warning("stream failed after it began: %s", err.message)
                 metrics.BACKEND_ERRORS.labels(err.code or "backend").inc()
-                status, info = err.status, {"error": err.code or err.message}
+                status, info = err.status, _error_info(err)
                 await send(writer.error(err))
                 return
             status, info = 200, _summary(turn, shaper)
