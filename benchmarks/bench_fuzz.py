@@ -33,13 +33,11 @@ where it was raised) is reported once, with its smallest example.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import concurrent.futures
-import contextlib
 import datetime as _dt
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 import traceback
@@ -47,12 +45,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import common
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 RESULTS_PATH = Path(__file__).resolve().parent / "RESULTS.md"
-BEGIN, END = "<!-- fuzz:begin -->", "<!-- fuzz:end -->"
 
 # Full-run budgets per target; the decoders and the parser each get well over 100,000.
 BUDGET = {
@@ -285,66 +284,10 @@ def merge(shards: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def machine_busy() -> float:
-    """CPU seconds the whole machine has used since boot (``/proc/stat``)."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_quiet(limit: float, quiet: float = 10.0) -> None:
-    """Wait (at most ``limit`` s) until the machine is nearly idle for ``quiet`` s, so that a
-    timing benchmark running elsewhere on the machine is not disturbed."""
-    deadline = time.monotonic() + limit
-    quiet_since = time.monotonic()
-    while time.monotonic() < deadline:
-        b0 = machine_busy()
-        time.sleep(1.0)
-        load = machine_busy() - b0
-        if load > 0.2:
-            quiet_since = time.monotonic()
-            print(f"waiting for a quiet machine: {load:.2f} cores busy", flush=True)
-        elif time.monotonic() - quiet_since >= quiet:
-            return
-    print("the machine did not get quiet; running anyway", flush=True)
-
-
-def machine() -> dict[str, str]:
-    model = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpu": model,
-        "cores": str(os.cpu_count()),
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "os": f"{platform.system()} {platform.release()}",
-    }
-
-
-def source_note() -> str:
-    git = ["git", "-C", str(ROOT)]
-    try:
-        head = subprocess.run(
-            [*git, "rev-parse", "--short=10", "HEAD"], check=True, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            [*git, "status", "--porcelain", "--", "proxy", "parser"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "the working tree"
-    return f"the working tree at `{head}`" + (" with uncommitted changes" if dirty else "")
-
-
 def write_results(
     totals: dict[str, dict[str, Any]], wall: float, jobs: int, command: str, hyp: str
 ) -> None:
-    m = machine()
+    m = common.machine()
     when = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
     def group(names: tuple[str, ...]) -> tuple[int, int]:
@@ -360,10 +303,9 @@ def write_results(
         return "yes" if ok else "**no**"
 
     lines = [
-        BEGIN,
         "## Fuzzing (hypothesis)",
         "",
-        f"Measured {when} with `{command}` (code from {source_note()}); hypothesis {hyp}, "
+        f"Measured {when} with `{command}` (code from {common.source_note()}); hypothesis {hyp}, "
         f"{jobs} processes, {wall:.0f} s wall time. Machine: {m['cpu']}, {m['cores']} cores, "
         f"{m['python']}, {m['os']}.",
         "",
@@ -420,16 +362,8 @@ def write_results(
         "the smallest example per distinct failure (exception type and the proxy/parser line "
         "that raised it) is kept. `make test` runs a 400-example version of the decoder fuzz "
         "(`tests/test_faults.py`).",
-        END,
     ]
-    text = RESULTS_PATH.read_text() if RESULTS_PATH.exists() else "# Benchmark results\n"
-    block = "\n".join(lines)
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    RESULTS_PATH.write_text(text)
+    common.write_section(RESULTS_PATH, "fuzz", "\n".join(lines))
 
 
 def main() -> None:
@@ -443,7 +377,7 @@ def main() -> None:
     ap.add_argument("--wait-quiet", type=float, default=0, help="wait up to N s for idle CPU")
     args = ap.parse_args()
     if args.wait_quiet:
-        wait_quiet(args.wait_quiet)
+        asyncio.run(common.wait_quiet(args.wait_quiet))
     import hypothesis
 
     targets = args.targets.split(",") if args.targets else list(BUDGET)

@@ -49,6 +49,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import common
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `import parser` without relying on the editable install
     sys.path.insert(0, str(ROOT))
@@ -56,8 +58,6 @@ if str(ROOT) not in sys.path:  # `import parser` without relying on the editable
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_PATH = BENCH_DIR / "RESULTS.md"
 PLOT_PATH = BENCH_DIR / "parser_cost_per_token.png"
-BEGIN_MARKER = "<!-- parser:begin -->"
-END_MARKER = "<!-- parser:end -->"
 
 # Targets from issue 2.
 TARGET_TEXT_TOKENS_PER_S = 1_000_000
@@ -754,19 +754,13 @@ def pin_to_one_core() -> str:
 
 
 def machine_info(pinning: str) -> dict[str, str]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """:func:`common.machine` under this report's labels, with pinning, load average, gc."""
+    m = common.machine(platform.processor() or platform.machine())
     return {
-        "CPU": cpu,
-        "Cores": f"{os.cpu_count()} logical; benchmark {pinning}",
-        "Python": f"{platform.python_implementation()} {platform.python_version()}",
-        "OS": f"{platform.system()} {platform.release()}",
+        "CPU": m["cpu"],
+        "Cores": f"{m['cores']} logical; benchmark {pinning}",
+        "Python": m["python"],
+        "OS": m["os"],
         "Load average at start": _loadavg(),
         "gc": "enabled during timing (realistic)",
     }
@@ -1005,18 +999,6 @@ def format_markdown(report: Report) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace the text between the parser markers in ``path`` (create file/markers if needed)."""
-    block = f"{BEGIN_MARKER}\n{body.rstrip()}\n{END_MARKER}"
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    b, e = old.find(BEGIN_MARKER), old.find(END_MARKER)
-    if b != -1 and e > b:
-        new = old[:b] + block + old[e + len(END_MARKER) :]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(new, encoding="utf-8")
-
-
 def plot(report: Report, path: Path) -> None:
     import matplotlib
 
@@ -1083,7 +1065,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, text in report.profiles.items():
         print(f"\nProfile, {name}:\n{text}")
     if not (opts.quick or opts.no_write):
-        write_section(RESULTS_PATH, format_markdown(report))
+        common.write_section(RESULTS_PATH, "parser", format_markdown(report))
         plot(report, PLOT_PATH)
         print(f"\nwrote {os.path.relpath(RESULTS_PATH)} and {os.path.relpath(PLOT_PATH)}")
     return 0

@@ -66,7 +66,6 @@ import platform
 import re
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -77,6 +76,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import common
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -89,8 +90,7 @@ from aiohttp import web  # noqa: E402
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_PATH = BENCH_DIR / "RESULTS.md"
 PLOT_PATH = BENCH_DIR / "proxy_overhead.png"
-BEGIN_MARKER = "<!-- proxy:begin -->"
-END_MARKER = "<!-- proxy:end -->"
+BEGIN_MARKER, END_MARKER = common.markers("proxy")
 PYTHON = sys.executable
 TOKEN_CHARS = 4
 TARGETS = ("direct", "relay", "proxy")
@@ -142,12 +142,6 @@ def serve_relay(host: str, port: int, upstream: str) -> None:
 # ---------------------------------------------------------------------------- processes
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Server:
     name: str
@@ -180,13 +174,6 @@ class Server:
                 self.proc.wait(timeout=5)
 
 
-def machine_busy() -> float:
-    """CPU seconds all processes of the machine have used since boot (``/proc/stat``)."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
 def spawn(name: str, argv: list[str], env: dict[str, str], workdir: Path, port: int) -> Server:
     log = workdir / f"{name}.log"
     with log.open("wb") as out:
@@ -216,21 +203,21 @@ async def wait_ready(server: Server, timeout: float = 20.0) -> None:
 
 
 def start_sim(workdir: Path) -> Server:
-    port = free_port()
+    port = common.free_port()
     argv = [PYTHON, "-m", "proxy", "sim", "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--token-chars", str(TOKEN_CHARS), "--tokens-per-second", "0"]
     return spawn("sim", argv, {}, workdir, port)
 
 
 def start_relay(workdir: Path, upstream: str) -> Server:
-    port = free_port()
+    port = common.free_port()
     argv = [PYTHON, str(Path(__file__).resolve()), "--serve-relay", "--port", str(port)]
     argv += ["--upstream", upstream]
     return spawn("relay", argv, {}, workdir, port)
 
 
 def start_proxy(workdir: Path, upstream: str) -> Server:
-    port = free_port()
+    port = common.free_port()
     # A scratch working directory: no developer .env is read.
     env = {"TABBY_URL": upstream, "HOST": "127.0.0.1", "PORT": str(port)}
     return spawn("proxy", [PYTHON, "-m", "proxy"], env, workdir, port)
@@ -820,9 +807,9 @@ async def run_one(name: str, target: Target, w: Workload, servers: dict[str, Ser
     gc.disable()  # no client pauses in the timed part; the reads are few big objects
     try:
         before = {n: s.cpu() for n, s in servers.items()}
-        client0, busy0 = time.process_time(), machine_busy()
+        client0, busy0 = time.process_time(), common.machine_busy()
         samples, wall = await closed_loop(target, w.body, w.concurrency, w.per_worker, w.spread)
-        client, busy = time.process_time() - client0, machine_busy() - busy0
+        client, busy = time.process_time() - client0, common.machine_busy() - busy0
         after = {n: s.cpu() for n, s in servers.items()}
     finally:
         gc.enable()
@@ -852,7 +839,7 @@ async def measure(
             print(f"{w.key:10} {name:6} out of --retry-budget: keeping the disturbed run")
             break
         if retries:
-            await wait_quiet(20.0, quiet_for=1.0, verbose=False)
+            await common.wait_quiet(20.0, 1.0, interval=0.5, verbose=False)
         r = await run_one(name, target, w, servers)
         r.figures["attempts"] = attempt + 1
         if best is None or r.figures["other_cores"] < best.figures["other_cores"]:
@@ -914,22 +901,10 @@ def snapshot(rev: str, dest: Path) -> str:
 
 
 def source_note(commit: str | None) -> str:
+    """Where the proxy and the sim came from: ``--rev``'s commit or the working tree."""
     if commit:
         return f"proxy and sim from commit `{commit[:10]}` (`--rev`)"
-    git = ["git", "-C", str(ROOT)]
-    try:
-        head = subprocess.run(
-            [*git, "rev-parse", "--short=10", "HEAD"], check=True, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            [*git, "status", "--porcelain", "--", "proxy", "parser"],
-            check=True, capture_output=True, text=True,
-        ).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        return "proxy and sim from the working tree"
-    return f"proxy and sim from the working tree at `{head}`" + (
-        " with uncommitted changes" if dirty else ""
-    )
+    return common.source_note("proxy and sim from ")
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -939,7 +914,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     idle: dict[str, dict[str, float]] = {}
     servers: list[Server] = []
     if args.wait_quiet:
-        await wait_quiet(args.wait_quiet)
+        await common.wait_quiet(args.wait_quiet, 3.0, interval=0.5)
     RETRY_DEADLINE[0] = time.monotonic() + args.retry_budget
     with tempfile.TemporaryDirectory(prefix="bench_proxy_") as tmp:
         workdir = Path(tmp)
@@ -1008,28 +983,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return {"results": results, "idle": idle, "source": source_note(commit)}
 
 
-async def wait_quiet(limit: float, quiet_for: float = 3.0, verbose: bool = True) -> bool:
-    """Wait (at most ``limit`` s) until the machine uses under 0.2 cores for ``quiet_for`` s.
-
-    Only for use while this benchmark's own processes are idle: it counts every process.
-    """
-    deadline = time.monotonic() + limit
-    quiet_since = time.monotonic()
-    while time.monotonic() < deadline:
-        busy0 = machine_busy()
-        await asyncio.sleep(0.5)
-        load = (machine_busy() - busy0) / 0.5
-        if load > 0.2:
-            quiet_since = time.monotonic()
-            if verbose:
-                print(f"waiting for a quiet machine: {load:.2f} cores busy", flush=True)
-        elif time.monotonic() - quiet_since >= quiet_for:
-            return True
-    if verbose:
-        print("the machine did not get quiet; running anyway", flush=True)
-    return False
-
-
 async def profile(args: argparse.Namespace) -> None:
     """Sample the proxy with py-spy under one scenario's load (default: 64 streams, full speed),
     over and over for ``--profile-seconds``; print the top costs per backend chunk."""
@@ -1040,7 +993,7 @@ async def profile(args: argparse.Namespace) -> None:
     out = Path(args.profile).resolve()
     w = next(w for w in workloads(False) if w.key == args.profile_scenario)
     if args.wait_quiet:
-        await wait_quiet(args.wait_quiet)
+        await common.wait_quiet(args.wait_quiet, 3.0, interval=0.5)
     with tempfile.TemporaryDirectory(prefix="bench_proxy_") as tmp:
         workdir = Path(tmp)
         if args.rev:
@@ -1216,12 +1169,7 @@ def _fmt(x: float, digits: int = 1) -> str:
 def markdown(out: dict[str, Any], command: str, elapsed: float) -> str:
     results: list[Result] = out["results"]
     idle = out["idle"]
-    cpu_model = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
+    cpu_model = common.cpu_model()
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         BEGIN_MARKER,
@@ -1335,16 +1283,6 @@ def markdown(out: dict[str, Any], command: str, elapsed: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(section: str) -> None:
-    text = RESULTS_PATH.read_text() if RESULTS_PATH.exists() else "# Benchmark results\n\n"
-    start, end = text.find(BEGIN_MARKER), text.find(END_MARKER)
-    if start >= 0 and end > start:
-        text = text[:start] + section.rstrip("\n") + text[end + len(END_MARKER) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS_PATH.write_text(text)
-
-
 def plot(results: list[Result], path: Path) -> None:
     """CPU per backend chunk (relay, proxy) and p99 gap (all targets) by scenario.
 
@@ -1445,7 +1383,7 @@ def main(argv: list[str] | None = None) -> None:
     section = markdown(out, command, elapsed)
     print(section)
     if (not args.quick or args.write) and not args.no_write and not args.scenarios:
-        write_results(section)
+        common.write_section(RESULTS_PATH, "proxy", section, framed=True)
         plot(out["results"], PLOT_PATH)
         print(f"wrote {RESULTS_PATH} and {PLOT_PATH}")
 

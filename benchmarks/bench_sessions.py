@@ -59,7 +59,6 @@ import os
 import platform
 import shlex
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -72,6 +71,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import common
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -81,8 +82,6 @@ import msgspec  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_PATH = BENCH_DIR / "RESULTS.md"
-BEGIN_MARKER = "<!-- sessions:begin -->"
-END_MARKER = "<!-- sessions:end -->"
 
 _enc = msgspec.json.Encoder().encode
 _dec = msgspec.json.decode
@@ -122,19 +121,6 @@ def scope_of(api_key: str) -> str:
 
 
 # ----------------------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def machine_busy() -> float:
-    """CPU seconds all cores spent busy (not idle or iowait) since boot, from /proc/stat."""
-    with open("/proc/stat", "rb") as f:
-        ticks = [int(x) for x in f.readline().split()[1:9]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / CLK_TCK
 
 
 def cpu_seconds(pid: int) -> float:
@@ -227,7 +213,7 @@ class Cluster:
         raise RuntimeError(f"{server.name} not ready after {timeout}s")
 
     def sim(self) -> Server:
-        port = free_port()
+        port = common.free_port()
         args = ["-m", "proxy", "sim", "--host", "127.0.0.1", "--port", str(port)]
         server = self.start("sim", [*args, "--log-limit", "1000"], base_env(), port)
         self.wait_ready(server)
@@ -236,7 +222,7 @@ class Cluster:
     def proxy(
         self, name: str, sim: Server, store: str | None, sqlite_path: Path, redis_url: str
     ) -> Server:
-        port = free_port()
+        port = common.free_port()
         env = base_env()
         env.update(
             HOST="127.0.0.1",
@@ -491,9 +477,9 @@ async def measured(
         p.new_log()
     before = [p.cpu() for p in proxies]
     redis0 = cpu_seconds(redis_pid) if redis_pid else 0.0
-    sim0, client0, machine0 = sim.cpu(), time.process_time(), machine_busy()
+    sim0, client0, machine0 = sim.cpu(), time.process_time(), common.machine_busy()
     out = await load.run([p.url for p in proxies], mode, n_conv, concurrency, k0, cross)
-    out.machine_cpu = machine_busy() - machine0
+    out.machine_cpu = common.machine_busy() - machine0
     out.client_cpu = time.process_time() - client0
     out.sim_cpu = sim.cpu() - sim0
     out.redis_cpu = (cpu_seconds(redis_pid) - redis0) if redis_pid else 0.0
@@ -508,23 +494,6 @@ async def measured(
 
 QUIET_CORES = 0.25  # a chunk during which other processes used more is measured again
 MAX_RETRIES = 3
-
-
-async def wait_quiet(limit: float) -> bool:
-    """Wait (at most ``limit`` s) until the machine uses under 0.2 cores for 3 s in a row."""
-    deadline = time.monotonic() + limit
-    quiet_since = time.monotonic()
-    while time.monotonic() < deadline:
-        busy0 = machine_busy()
-        await asyncio.sleep(1.0)
-        load = machine_busy() - busy0
-        if load > 0.2:
-            quiet_since = time.monotonic()
-            print(f"  waiting for a quiet machine: {load:.2f} cores busy", flush=True)
-        elif time.monotonic() - quiet_since >= 3:
-            return True
-    print("  the machine did not get quiet; going on", flush=True)
-    return False
 
 
 class Guard:
@@ -549,7 +518,7 @@ class Guard:
             print(f"  other processes used {other:.2f} cores: measuring again", flush=True)
             if self.wait:
                 t0 = time.monotonic()
-                await wait_quiet(self.wait)
+                await common.wait_quiet(self.wait, 3.0, indent="  ", give_up="going on")
                 self.waited += time.monotonic() - t0
         raise AssertionError("unreachable")
 
@@ -573,37 +542,14 @@ def us_per(x: float, n: int) -> float:
 
 
 def machine() -> dict[str, str]:
-    cpu = platform.processor() or "?"
+    """The machine (:func:`common.machine`), the commit of ``proxy/`` and the load average."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            text=True,
-            capture_output=True,
-            timeout=5,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "proxy"],
-            cwd=ROOT,
-            text=True,
-            capture_output=True,
-            timeout=5,
-        ).stdout.strip()
-        commit += " (proxy/ has uncommitted changes)" if dirty else ""
+        head, dirty = common.git_head(("proxy",), short="--short")
+        commit = head + (" (proxy/ has uncommitted changes)" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         commit = "?"
     return {
-        "cpu": cpu,
-        "cores": str(os.cpu_count()),
-        "python": platform.python_version(),
-        "os": f"{platform.system()} {platform.release()}",
+        **common.machine(platform.processor() or "?", implementation=False),
         "commit": commit,
         "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
@@ -986,20 +932,6 @@ def report(
     return "\n".join(lines) + "\n"
 
 
-def write_results(section: str) -> None:
-    block = f"{BEGIN_MARKER}\n{section}{END_MARKER}\n"
-    if RESULTS_PATH.exists():
-        text = RESULTS_PATH.read_text()
-        start, end = text.find(BEGIN_MARKER), text.find(END_MARKER)
-        if start >= 0 and end > start:
-            text = text[:start] + block + text[end + len(END_MARKER) :].lstrip("\n")
-        else:
-            text = text.rstrip("\n") + "\n\n" + block
-    else:
-        text = "# Benchmark results\n\n" + block
-    RESULTS_PATH.write_text(text)
-
-
 def print_errors(samples: dict[Any, Sample]) -> None:
     for case, s in samples.items():
         for e in s.errors[:3]:
@@ -1011,7 +943,7 @@ async def main_async(args: argparse.Namespace) -> int:
     wait = args.wait_quiet if args.wait_quiet is not None else (0 if args.quick else 300)
     guard = Guard(wait, 0 if args.quick else MAX_RETRIES)
     if wait:
-        await wait_quiet(wait)
+        await common.wait_quiet(wait, 3.0, indent="  ", give_up="going on")
     started = time.perf_counter()
     info = machine()
     info["date"] = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -1040,7 +972,7 @@ async def main_async(args: argparse.Namespace) -> int:
         s.verified != s.requests // 2 for s in p2.values()
     )
     if not args.quick and not args.no_write:
-        write_results(section)
+        common.write_section(RESULTS_PATH, "sessions", section, tight=True)
         print(f"wrote {RESULTS_PATH.relative_to(ROOT)}")
     return 1 if failed else 0
 

@@ -49,12 +49,10 @@ import datetime as _dt
 import json
 import math
 import os
-import platform
 import random
 import re
 import resource
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -64,6 +62,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import common
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -80,7 +80,6 @@ BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_PATH = BENCH_DIR / "RESULTS.md"
 PLOT_PATH = BENCH_DIR / "soak_memory.png"
 PYTHON = sys.executable
-BEGIN, END = "<!-- soak:begin -->", "<!-- soak:end -->"
 
 # ---------------------------------------------------------------------------- transcripts
 
@@ -633,12 +632,6 @@ async def worker_main(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------------------- orchestration
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Proc:
     def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
         self.name = name
@@ -691,28 +684,6 @@ async def wait_ready(url: str, proc: Proc, timeout: float = 30.0) -> None:
     raise RuntimeError(f"{proc.name} did not start:\n{proc.log.read_text()[-2000:]}")
 
 
-def machine_busy() -> float:
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-async def wait_quiet(limit: float, quiet: float = 10.0) -> None:
-    """Wait (at most ``limit`` s) until the machine is nearly idle for ``quiet`` s."""
-    deadline = time.monotonic() + limit
-    quiet_since = time.monotonic()
-    while time.monotonic() < deadline:
-        b0 = machine_busy()
-        await asyncio.sleep(1.0)
-        load = machine_busy() - b0
-        if load > 0.2:
-            quiet_since = time.monotonic()
-            print(f"waiting for a quiet machine: {load:.2f} cores busy", flush=True)
-        elif time.monotonic() - quiet_since >= quiet:
-            return
-    print("the machine did not get quiet; running anyway", flush=True)
-
-
 _SEQ = re.compile(r"\((w\d+-\d+)\) SIM_SCRIPT:")
 
 
@@ -750,13 +721,13 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
     if args.wait_quiet:
-        await wait_quiet(args.wait_quiet)
+        await common.wait_quiet(args.wait_quiet)
     procs: list[Proc] = []
     samples: list[tuple[float, float, float, float]] = []  # (t, proxy RSS MiB, proxy cpu, sim cpu)
     with tempfile.TemporaryDirectory(prefix="bench_soak_") as tmp:
         work = Path(tmp)
         try:
-            sim_port, proxy_port = free_port(), free_port()
+            sim_port, proxy_port = common.free_port(), common.free_port()
             sim = Proc(
                 "sim",
                 [
@@ -824,7 +795,7 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
             t0 = time.monotonic()
             wall0 = time.time()
             cpu0 = {p.name: p.cpu() for p in procs}
-            busy0 = machine_busy()
+            busy0 = common.machine_busy()
             printed = 0.0
             while any(w.proc.poll() is None for w in workers):
                 await asyncio.sleep(args.sample)
@@ -846,7 +817,7 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                     )
             wall = time.monotonic() - t0
             cpu = {p.name: p.cpu() - cpu0[p.name] for p in procs}
-            busy = machine_busy() - busy0
+            busy = common.machine_busy() - busy0
             for w in workers:
                 if w.proc.returncode != 0:
                     raise RuntimeError(f"{w.name} failed:\n{w.log.read_text()[-3000:]}")
@@ -1011,40 +982,8 @@ def plot(run: dict[str, Any], s: dict[str, Any], args: argparse.Namespace) -> No
     plt.close(fig)
 
 
-def machine() -> dict[str, str]:
-    model = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpu": model,
-        "cores": str(os.cpu_count()),
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "os": f"{platform.system()} {platform.release()}",
-    }
-
-
-def source_note() -> str:
-    git = ["git", "-C", str(ROOT)]
-    try:
-        head = subprocess.run(
-            [*git, "rev-parse", "--short=10", "HEAD"], check=True, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            [*git, "status", "--porcelain", "--", "proxy", "parser"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "the working tree"
-    return f"the working tree at `{head}`" + (" with uncommitted changes" if dirty else "")
-
-
 def write_results(s: dict[str, Any], args: argparse.Namespace, command: str) -> None:
-    m = machine()
+    m = common.machine()
     when = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
     def yes(ok: bool) -> str:
@@ -1056,11 +995,10 @@ def write_results(s: dict[str, Any], args: argparse.Namespace, command: str) -> 
     cpu = ", ".join(f"{k} {v:.2f}" for k, v in s["cpu"].items())
     sim = s["sim_log"]
     lines = [
-        BEGIN,
         "## Load and soak",
         "",
         f"Measured {when} with `{command}` ({args.duration / 60:g} min, proxy and sim from "
-        f"{source_note()}).",
+        f"{common.source_note()}).",
         "",
         "| machine | |",
         "|---|---|",
@@ -1135,16 +1073,8 @@ def write_results(s: dict[str, Any], args: argparse.Namespace, command: str) -> 
         "the nominal rate, so the load is steady until the last seconds.",
         f"- Proxy RSS (`VmRSS`) is sampled every {args.sample:g} s; the slope is a least-squares "
         f"fit over the samples after the warm-up. CPU: on-CPU time from `schedstat`.",
-        END,
     ]
-    text = RESULTS_PATH.read_text() if RESULTS_PATH.exists() else "# Benchmark results\n"
-    block = "\n".join(lines)
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    RESULTS_PATH.write_text(text)
+    common.write_section(RESULTS_PATH, "soak", "\n".join(lines))
 
 
 def main() -> None:
