@@ -60,6 +60,14 @@ def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
     return env
 
 
+# A memory store that repairs by tool-call id (no session id needed).
+MEMORY_BY_ID = {
+    "SESSION_STORE_ENABLED": "true",
+    "SESSION_STORE_BACKEND": "memory",
+    "REQUIRE_SESSION_FOR_REPAIR": "false",
+}
+
+
 def key() -> str:
     return "key-" + uuid.uuid4().hex  # a fresh API key: a fresh scope in a shared store
 
@@ -122,11 +130,7 @@ def test_repair_by_call_id_stripped_thinking_openai(
 
 
 def test_complete_history_is_never_changed(make_proxy: Any, sim: SimServer) -> None:
-    server = make_proxy(
-        SESSION_STORE_ENABLED="true",
-        SESSION_STORE_BACKEND="memory",
-        REQUIRE_SESSION_FOR_REPAIR="false",
-    )
+    server = make_proxy(**MEMORY_BY_ID)
     with oai(server, key()) as c:
         question, msg = first_turn(c)
         full = {
@@ -183,11 +187,7 @@ def test_session_required_by_default(make_proxy: Any, sim: SimServer) -> None:
 
 
 def test_only_the_current_tool_loop_is_repaired(make_proxy: Any, sim: SimServer) -> None:
-    server = make_proxy(
-        SESSION_STORE_ENABLED="true",
-        SESSION_STORE_BACKEND="memory",
-        REQUIRE_SESSION_FOR_REPAIR="false",
-    )
+    server = make_proxy(**MEMORY_BY_ID)
     with oai(server, key()) as c:
         question, msg = first_turn(c)
         old = {
@@ -258,11 +258,7 @@ def test_sqlite_survives_restart(make_proxy: Any, sim: SimServer, tmp_path: Path
 
 
 def test_keys_are_isolated(make_proxy: Any, sim: SimServer) -> None:
-    server = make_proxy(
-        SESSION_STORE_ENABLED="true",
-        SESSION_STORE_BACKEND="memory",
-        REQUIRE_SESSION_FOR_REPAIR="false",
-    )
+    server = make_proxy(**MEMORY_BY_ID)
     with oai(server, key()) as c:
         question, msg = first_turn(c)
     call_id = msg.tool_calls[0].id
