@@ -273,8 +273,13 @@ def _dialect_error(request: Request, err: ProxyError) -> Response:
 
 
 async def _write_trace(proxy: Proxy, turn: Turn) -> None:
-    if proxy.traces is not None and turn.trace is not None:
-        await proxy.traces.write(turn.trace)
+    trace = turn.trace
+    if trace is None:
+        return
+    if proxy.settings.log_raw_responses:
+        log.info("raw backend output", extra={"fields": {"raw": "".join(trace.deltas)}})
+    if proxy.traces is not None:
+        await proxy.traces.write(trace)
 
 
 def _stream_body(

@@ -151,7 +151,7 @@ class Proxy:
     def turn(self, plan: Plan, rid: str, dialect: str) -> Turn:
         s = self.settings
         turn = Turn(plan.tools, s.starts_in_think, parse=s.tool_translation)
-        if self.traces is not None:
+        if self.traces is not None or s.log_raw_responses:
             turn.trace = Trace(rid, dialect, plan.tools, s.starts_in_think)
         return turn
 

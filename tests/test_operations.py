@@ -280,3 +280,18 @@ def test_workers_share_metrics(spawn: Any) -> None:
         for _ in range(6)
     }
     assert seen == {12.0}  # every worker reports the total of all workers
+
+
+def test_log_raw_responses(spawn: Any, sim: SimServer) -> None:
+    proxy = spawn(LOG_FORMAT="json", LOG_RAW_RESPONSES="true", AUTH_API_KEY="sk-raw-secret")
+    headers = {"authorization": "Bearer sk-raw-secret", "x-request-id": "raw-1"}
+    r = httpx.post(proxy.url + "/v1/chat/completions", json=ask("hi"), headers=headers)
+    assert r.status_code == 200
+    time.sleep(0.3)
+    proxy.stop()
+    records = [json.loads(line) for line in proxy.lines if line.strip()]
+    raw = [r for r in records if r["message"] == "raw backend output"]
+    assert len(raw) == 1 and raw[0]["request_id"] == "raw-1"
+    chats = [r for r in sim.requests if r.path == "/v1/chat/completions"]
+    assert raw[0]["raw"] == chats[-1].raw
+    assert "sk-raw-secret" not in "".join(proxy.lines)
