@@ -19,7 +19,6 @@ import msgspec
 from .errors import ProxyError, anthropic_error_body
 from .shape import CALL_ARGS, CALL_END, CALL_START, REASONING, TEXT, Op
 from .turn import Turn
-from .upstream import UpUsage
 
 __all__ = ["AnthropicResult", "AnthropicStream", "sign_thinking", "stop_reason"]
 
@@ -50,10 +49,10 @@ def stop_reason(
     return "end_turn", None
 
 
-def usage_dict(usage: UpUsage | None, fallback_output: int) -> dict[str, int]:
+def usage_dict(turn: Turn) -> dict[str, int]:
     return {
-        "input_tokens": usage.prompt_tokens if usage else 0,
-        "output_tokens": usage.completion_tokens if usage else fallback_output,
+        "input_tokens": turn.prompt_tokens,
+        "output_tokens": turn.completion_tokens,
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 0,
     }
@@ -121,18 +120,12 @@ class AnthropicStream:
 
     def end(self, turn: Turn, calls: int) -> bytes:
         reason, sequence = stop_reason(turn.finish_reason, turn.stop_reason, calls, self._stops)
-        return self.finish(reason, sequence, usage_dict(turn.usage, turn.deltas))
-
-    def finish(self, reason: str, sequence: str | None, usage: dict[str, int]) -> bytes:
         out: list[bytes] = []
         self._close(out)
         delta: dict[str, Any] = {
             "type": "message_delta",
             "delta": {"stop_reason": reason, "stop_sequence": sequence},
-            "usage": {
-                "input_tokens": usage["input_tokens"],
-                "output_tokens": usage["output_tokens"],
-            },
+            "usage": {"input_tokens": turn.prompt_tokens, "output_tokens": turn.completion_tokens},
         }
         out.append(_event(b"message_delta", _enc(delta)))
         out.append(_event(b"message_stop", b'{"type":"message_stop"}'))
@@ -214,7 +207,7 @@ class AnthropicResult:
 
     def body(self, turn: Turn, calls: int) -> bytes:
         reason, sequence = stop_reason(turn.finish_reason, turn.stop_reason, calls, self._stops)
-        usage = usage_dict(turn.usage, turn.deltas)
+        usage = usage_dict(turn)
         self._end_text()
         return _enc(
             {

@@ -65,11 +65,10 @@ def _id_headers(dialect: Dialect, rid: str) -> dict[str, str]:
 
 
 def _summary(turn: Turn, shaper: Shaper) -> dict[str, Any]:
-    usage = turn.usage
     return {
         "finish_reason": turn.finish_reason,
-        "prompt_tokens": usage.prompt_tokens if usage else 0,
-        "completion_tokens": usage.completion_tokens if usage else turn.deltas,
+        "prompt_tokens": turn.prompt_tokens,
+        "completion_tokens": turn.completion_tokens,
         "reasoning_tokens": turn.reasoning_deltas,
         "tool_calls": shaper.calls,
         "parse_fallbacks": turn.fallbacks,

@@ -14,7 +14,6 @@ import msgspec
 from .errors import ProxyError, openai_error_body
 from .shape import CALL_ARGS, CALL_START, REASONING, TEXT, Op
 from .turn import Turn
-from .upstream import UpUsage
 
 __all__ = ["OpenAIResult", "OpenAIStream", "finish_reason", "usage_dict"]
 
@@ -32,18 +31,13 @@ def finish_reason(backend: str | None, calls: int) -> str:
     return backend if backend in ("stop", "content_filter") else "stop"
 
 
-def usage_dict(usage: UpUsage | None, fallback_completion: int) -> dict[str, int]:
-    if usage is None:
-        return {
-            "prompt_tokens": 0,
-            "completion_tokens": fallback_completion,
-            "total_tokens": fallback_completion,
-        }
-    total = usage.total_tokens or usage.prompt_tokens + usage.completion_tokens
+def usage_dict(turn: Turn) -> dict[str, int]:
+    prompt, completion = turn.prompt_tokens, turn.completion_tokens
+    total = turn.usage.total_tokens if turn.usage is not None else 0
     return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": total,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": total or prompt + completion,
     }
 
 
@@ -103,10 +97,8 @@ class OpenAIStream:
         return b"".join(parts)
 
     def end(self, turn: Turn, calls: int) -> bytes:
-        usage = usage_dict(turn.usage, turn.deltas)
-        return self.finish(finish_reason(turn.finish_reason, calls), usage)
-
-    def finish(self, reason: str, usage: dict[str, int]) -> bytes:
+        reason = finish_reason(turn.finish_reason, calls)
+        usage = usage_dict(turn)
         out = self._head + b"{}," + b'"logprobs":null,"finish_reason":' + _enc(reason) + b"}]}\n\n"
         if self._include_usage:
             out += b"data: " + self._envelope + b',"choices":[],"usage":' + _enc(usage) + b"}\n\n"
@@ -142,7 +134,7 @@ class OpenAIResult:
 
     def body(self, turn: Turn, calls: int) -> bytes:
         reason = finish_reason(turn.finish_reason, calls)
-        usage = usage_dict(turn.usage, turn.deltas)
+        usage = usage_dict(turn)
         text = "".join(self._text)
         message: dict[str, Any] = {"role": "assistant", "content": text or None}
         if self._split and self._reasoning:

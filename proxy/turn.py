@@ -73,8 +73,9 @@ class Turn:
             choice = chunk.choices[0]
             delta = choice.delta
             if delta is not None:
-                self.deltas += 1
                 reasoning = delta.reasoning_content or delta.reasoning
+                if reasoning or delta.content:
+                    self.deltas += 1
                 if reasoning:
                     self._split_by_backend = True
                     self.reasoning_deltas += 1
@@ -92,6 +93,15 @@ class Turn:
                 self.finish_reason = choice.finish_reason
                 self.stop_reason = choice.stop_reason
         return out
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.usage.prompt_tokens if self.usage is not None else 0
+
+    @property
+    def completion_tokens(self) -> int:
+        """From the backend's usage; without one, its chunks with text (about a token each)."""
+        return self.usage.completion_tokens if self.usage is not None else self.deltas
 
     @property
     def fallbacks(self) -> int:
