@@ -20,6 +20,7 @@ __all__ = [
     "bad",
     "check_temperature",
     "positive_int",
+    "presented_key",
     "think_content",
     "tool_hint",
 ]
@@ -65,6 +66,15 @@ def backend_body(
     if tools:
         body["tools"] = tools
     return body
+
+
+def presented_key(headers: Mapping[str, str]) -> str:
+    """The API key a client sent: ``x-api-key``, else ``Authorization: Bearer``, else ''."""
+    key = headers.get("x-api-key") or ""
+    bearer = headers.get("authorization") or ""
+    if not key and bearer[:7].lower() == "bearer ":
+        key = bearer[7:].strip()
+    return key
 
 
 def bad(message: str, param: str | None = None) -> ProxyError:

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from . import upstream
 from .config import Settings
 from .errors import ProxyError
-from .request import Plan
+from .request import Plan, presented_key
 from .sessions import Recorder, Sessions
 from .shape import Op, Shaper
 from .store import StoredTurn, open_store
@@ -111,10 +111,7 @@ class Proxy:
         expected = self.settings.auth_api_key
         if expected is None:
             return
-        given = request.headers.get("x-api-key") or ""
-        bearer = request.headers.get("authorization") or ""
-        if bearer[:7].lower() == "bearer ":
-            given = given or bearer[7:].strip()
+        given = presented_key(request.headers)
         if not hmac.compare_digest(given.encode(), expected.encode()):
             raise ProxyError(401, "invalid or missing API key", code="invalid_api_key")
 

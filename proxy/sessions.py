@@ -30,7 +30,7 @@ from starlette.requests import Request
 from . import metrics
 from .config import Settings
 from .errors import ProxyError
-from .request import think_content
+from .request import presented_key, think_content
 from .shape import CALL_ARGS, CALL_START, REASONING, TEXT, THINK_CLOSE, THINK_OPEN, Op
 from .store import Store, StoredTurn
 
@@ -116,11 +116,7 @@ class Sessions:
         self.store_errors = 0
 
     def context(self, request: Request, body: Any) -> SessionContext:
-        key = request.headers.get("x-api-key") or ""
-        bearer = request.headers.get("authorization") or ""
-        if not key and bearer[:7].lower() == "bearer ":
-            key = bearer[7:].strip()
-        scope = scope_for(key)
+        scope = scope_for(presented_key(request.headers))
         session = request.headers.get("x-session-id") or request.query_params.get("conversation_id")
         if session is None and isinstance(body, dict):
             found = body.get("conversation_id")
