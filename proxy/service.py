@@ -69,7 +69,7 @@ class Proxy:
         try:
             async with self.session.get(
                 self.settings.backend_url + "/v1/models",
-                headers=self._backend_auth(),
+                headers=upstream.backend_headers(self.settings),
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as resp:
                 if resp.status < 400:
@@ -100,10 +100,6 @@ class Proxy:
 
     async def backend_ready(self) -> bool:
         return await self._backend_models(timeout=5) is not None
-
-    def _backend_auth(self) -> dict[str, str]:
-        key = self.settings.backend_api_key
-        return {"authorization": f"Bearer {key}"} if key else {}
 
     # -- request helpers ------------------------------------------------------
 

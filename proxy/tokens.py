@@ -18,6 +18,7 @@ import aiohttp
 import msgspec
 
 from .config import Settings
+from .upstream import backend_headers
 
 __all__ = ["count_prompt_tokens", "estimate"]
 
@@ -46,9 +47,7 @@ async def count_prompt_tokens(
         ("/tokenize", vllm, "count"),
         ("/v1/token/encode", {"text": messages, "add_bos_token": True}, "length"),
     ]
-    headers = {"content-type": "application/json"}
-    if settings.backend_api_key:
-        headers["authorization"] = f"Bearer {settings.backend_api_key}"
+    headers = backend_headers(settings)
     timeout = aiohttp.ClientTimeout(total=settings.backend_connect_timeout + 20)
     for path, payload, field in attempts:
         if (settings.backend_url, path) in _missing:

@@ -26,6 +26,7 @@ __all__ = [
     "UpToolCall",
     "UpUsage",
     "backend_error",
+    "backend_headers",
     "network_error",
     "open_stream",
 ]
@@ -83,6 +84,14 @@ _MAX_ERROR_BODY = 64 * 1024
 _LARGE_BODY = 1024 * 1024
 
 
+def backend_headers(settings: Settings, **extra: str) -> dict[str, str]:
+    """JSON request headers for the backend, with its key when BACKEND_API_KEY is set."""
+    headers = {"content-type": "application/json", **extra}
+    if settings.backend_api_key:
+        headers["authorization"] = f"Bearer {settings.backend_api_key}"
+    return headers
+
+
 async def open_stream(
     session: aiohttp.ClientSession, settings: Settings, body: dict[str, Any]
 ) -> aiohttp.ClientResponse:
@@ -91,9 +100,7 @@ async def open_stream(
     Raises:
         ProxyError: 502 unreachable, 504 timeout, or the backend's own error mapped.
     """
-    headers = {"content-type": "application/json", "accept": "text/event-stream"}
-    if settings.backend_api_key:
-        headers["authorization"] = f"Bearer {settings.backend_api_key}"
+    headers = backend_headers(settings, accept="text/event-stream")
     timeout = aiohttp.ClientTimeout(
         total=None,
         connect=settings.backend_connect_timeout,

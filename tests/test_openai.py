@@ -309,3 +309,16 @@ def test_backend_model_discovered_when_the_backend_comes_up_late(make_proxy: Any
         assert chats[-1].body["model"] == "MiniMax-M2-late"
     finally:
         bg.run(late.close())
+
+
+def test_backend_api_key_is_sent_to_the_backend(make_proxy: Any, sim: SimServer) -> None:
+    server = make_proxy(BACKEND_API_KEY="backend-secret")
+    _one(server)
+    with openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0) as c:
+        c.models.list()
+    # The sim keeps secret headers as "<redacted>": present, value hidden.
+    signed = {r.path for r in sim.requests if r.headers.get("Authorization") == "<redacted>"}
+    assert signed >= {
+        "/v1/chat/completions",
+        "/v1/models",
+    }
