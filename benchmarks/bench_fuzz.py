@@ -10,8 +10,8 @@ Run from the repository root::
 
 Targets (each runs in shards over ``--jobs`` processes, hypothesis seeds fixed per shard):
 
-- ``openai_plan`` / ``anthropic_plan``: ``proxy.openai_in.plan_openai`` and
-  ``proxy.anthropic_in.plan_anthropic`` with default settings on arbitrary JSON-like bodies
+- ``openai_plan`` / ``anthropic_plan``: ``proxy.chat.reader.plan_openai`` and
+  ``proxy.messages.reader.plan_anthropic`` with default settings on arbitrary JSON-like bodies
   (mostly well-formed requests with any field replaced by anything, plus arbitrary JSON). The
   contract: a ``Plan`` whose backend body is plain JSON, or a ``ProxyError`` with a 4xx status;
   nothing else.

@@ -1053,7 +1053,7 @@ _CATEGORIES = (  # (label, pattern on the leaf frame's file), first match wins
     ("backend chunk JSON decode + read loop (proxy/upstream.py)", r"proxy/upstream\.py"),
     ("parser (parser/)", r"\(parser/"),
     ("turn + shaping (proxy/turn.py, shape.py)", r"proxy/(turn|shape)\.py"),
-    ("OpenAI encoding (proxy/openai_out.py)", r"proxy/openai_out\.py"),
+    ("OpenAI encoding (proxy/chat/writer.py)", r"proxy/chat/writer\.py"),
     ("metrics, traces, logs (proxy/metrics.py, trace.py, logs.py)", r"proxy/(metrics|trace|logs)"),
     ("driver and routes (proxy/service.py, app.py, streaming.py, ...)", r"\(proxy/"),
     ("stdlib logging", r"logging/"),

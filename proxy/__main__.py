@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
         sim_main(args[1:])
         return
     if args[:1] == ["replay"]:
-        from .trace import main as replay_main
+        from .replay import main as replay_main
 
         replay_main(args[1:])
         return

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from proxy.anthropic_out import is_own_thinking
+from proxy.messages.writer import is_own_thinking
 from proxy.sim import SimServer
 from tests.servers import ProxyServer
 from tests.test_chunking import RAW, chunkings
@@ -431,9 +431,9 @@ def test_thinking_blocks_can_be_turned_off(make_proxy: Any, sim: SimServer) -> N
 
 
 def test_own_and_foreign_thinking_blocks_are_told_apart() -> None:
-    from proxy.anthropic_in import plan_anthropic
-    from proxy.anthropic_out import sign_thinking
     from proxy.config import Settings
+    from proxy.messages.reader import plan_anthropic
+    from proxy.messages.writer import sign_thinking
 
     settings = Settings.from_env({"THINKING_SIGNATURE_SECRET": "s"}, env_file=None)
 

@@ -29,10 +29,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import parser
-from proxy.anthropic_in import plan_anthropic
+from proxy.chat.reader import plan_openai
 from proxy.config import Settings
 from proxy.errors import ProxyError
-from proxy.openai_in import plan_openai
+from proxy.messages.reader import plan_anthropic
 from proxy.request import Plan
 from proxy.sim import RequestRecord, SimServer
 from tests.servers import ProxyServer, free_port

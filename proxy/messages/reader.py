@@ -15,10 +15,9 @@ from typing import Any
 
 import msgspec
 
-from .anthropic_out import is_own_thinking
-from .config import Settings
-from .errors import ProxyError
-from .request import (
+from ..config import Settings
+from ..errors import ProxyError
+from ..request import (
     Plan,
     backend_body,
     bad,
@@ -27,6 +26,7 @@ from .request import (
     think_content,
     tool_hint,
 )
+from .writer import is_own_thinking
 
 __all__ = ["plan_anthropic"]
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import msgspec
 
-from .config import Settings
-from .request import (
+from ..config import Settings
+from ..request import (
     Plan,
     backend_body,
     bad,

@@ -11,9 +11,9 @@ from typing import Any
 
 import msgspec
 
-from .errors import ProxyError, openai_error_body
-from .shape import CALL_ARGS, CALL_START, REASONING, TEXT, Op
-from .turn import Turn
+from ..errors import ProxyError, openai_error_body
+from ..shape import CALL_ARGS, CALL_START, REASONING, TEXT, Op
+from ..turn import Turn
 
 __all__ = ["OpenAIResult", "OpenAIStream", "finish_reason", "usage_dict"]
 

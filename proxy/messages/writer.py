@@ -16,9 +16,9 @@ from typing import Any
 
 import msgspec
 
-from .errors import ProxyError, anthropic_error_body
-from .shape import CALL_ARGS, CALL_END, CALL_START, REASONING, TEXT, Op
-from .turn import Turn
+from ..errors import ProxyError, anthropic_error_body
+from ..shape import CALL_ARGS, CALL_END, CALL_START, REASONING, TEXT, Op
+from ..turn import Turn
 
 __all__ = ["AnthropicResult", "AnthropicStream", "sign_thinking", "stop_reason"]
 

@@ -1,0 +1,70 @@
+"""Replay a streaming trace: reproduce a bad tool call offline from a user's trace.
+
+``minimax-m2-proxy replay TRACE`` feeds a recorded request's deltas through
+the parser again and prints the result as each API would return it, and
+whether today's parser makes the same events as the recorded run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import msgspec
+
+import parser
+
+from .chat import CHAT
+from .config import Settings
+from .messages import MESSAGES
+from .request import Plan
+from .trace import event_json
+from .turn import Turn
+
+__all__ = ["main", "replay"]
+
+
+def replay(record: dict[str, Any]) -> tuple[bytes, bytes, bool]:
+    """(OpenAI body, Anthropic body, same events as recorded) for one trace record."""
+    events: list[parser.Event] = []
+    p = parser.StreamParser(record.get("tools"), starts_in_think=record["starts_in_think"])
+    for delta in record["deltas"]:
+        events += p.feed(delta)
+    events += p.close()
+    same = [event_json(e) for e in events] == record.get("events")
+    turn = Turn(record.get("tools"), record["starts_in_think"])
+    turn.finish_reason = record.get("finish_reason")
+    plan = Plan({}, False, "replay", record.get("tools"), split=True, max_calls=None)
+    settings = Settings.from_env({}, env_file=None)
+    bodies = []
+    for dialect in (CHAT, MESSAGES):
+        result = dialect.result(plan, settings)
+        shaper = dialect.shaper(plan)
+        result.ops(shaper.feed(events) + shaper.close())
+        bodies.append(result.body(turn, shaper.calls))
+    return bodies[0], bodies[1], same
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="minimax-m2-proxy replay", description=__doc__)
+    ap.add_argument("trace", help="a STREAMING_DEBUG_PATH file")
+    ap.add_argument("--request-id", help="only this request (default: every request)")
+    args = ap.parse_args(argv)
+    found = 0
+    with open(args.trace, "rb") as f:
+        for line in f:
+            record = msgspec.json.decode(line)
+            if args.request_id and record["request_id"] != args.request_id:
+                continue
+            found += 1
+            openai_body, anthropic_body, same = replay(record)
+            print(
+                f"== {record['request_id']} ({record['dialect']}, {len(record['deltas'])} deltas)"
+            )
+            print("raw:", "".join(record["deltas"]))
+            print("openai:", msgspec.json.format(openai_body).decode())
+            print("anthropic:", msgspec.json.format(anthropic_body).decode())
+            print("events as recorded:" if same else "events DIFFER from the recorded run:", same)
+    if not found:
+        sys.exit("replay: no matching request in the trace")
