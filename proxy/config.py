@@ -120,6 +120,9 @@ class Settings:
     streaming_debug: bool = _opt(_bool, "ENABLE_STREAMING_DEBUG")
     streaming_debug_path: str = _opt(_str, "STREAMING_DEBUG_PATH")
     cors_origins: tuple[str, ...] = _opt(_list, "CORS_ORIGINS")
+    responses_reasoning: str = _opt(_choice("summary", "raw"), "RESPONSES_REASONING")
+    responses_ttl_seconds: int = _opt(_int(1), "RESPONSES_TTL_SECONDS")
+    responses_store_bytes: int = _opt(_int(0), "RESPONSES_STORE_MAX_BYTES")
 
     @classmethod
     def from_env(
@@ -185,6 +188,9 @@ _DEFAULTS: dict[str, str] = {
     "ENABLE_STREAMING_DEBUG": "false",
     "STREAMING_DEBUG_PATH": "streaming_debug.jsonl",
     "CORS_ORIGINS": "",
+    "RESPONSES_REASONING": "summary",
+    "RESPONSES_TTL_SECONDS": "3600",
+    "RESPONSES_STORE_MAX_BYTES": "67108864",
 }
 
 

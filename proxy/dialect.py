@@ -9,7 +9,7 @@ its reader and writer, and none of them imports another.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.responses import Response
 
@@ -19,11 +19,15 @@ from .request import Plan
 from .shape import Op, Shaper
 from .turn import Turn
 
-__all__ = ["Dialect", "Result", "StreamWriter"]
+if TYPE_CHECKING:
+    from .service import Proxy
+
+__all__ = ["Dialect", "Result", "Stateless", "StreamWriter"]
 
 
 class StreamWriter(Protocol):
     def start(self) -> bytes: ...
+    def ping(self) -> bytes: ...
     def ops(self, ops: list[Op]) -> bytes: ...
     def end(self, turn: Turn, calls: int) -> bytes: ...
     def error(self, err: ProxyError) -> bytes: ...
@@ -36,7 +40,6 @@ class Result(Protocol):
 
 class Dialect(Protocol):
     name: str
-    ping: bytes
     id_headers: tuple[str, ...]  # response headers that carry the request id
 
     def plan(self, body: Any, settings: Settings, backend_model: str | None) -> Plan: ...
@@ -44,3 +47,19 @@ class Dialect(Protocol):
     def stream(self, plan: Plan, settings: Settings) -> StreamWriter: ...
     def result(self, plan: Plan, settings: Settings) -> Result: ...
     def error(self, err: ProxyError, rid: str) -> Response: ...
+
+    async def prepare(self, plan: Plan, proxy: Proxy, scope: str) -> None:
+        """Complete the plan from server state before the backend is asked."""
+
+    async def keep(self, plan: Plan, proxy: Proxy, scope: str, answer: Any) -> None:
+        """Keep what a later request may refer to; runs before the answer's last bytes."""
+
+
+class Stateless:
+    """The hooks of an API that keeps nothing between requests."""
+
+    async def prepare(self, plan: Plan, proxy: Proxy, scope: str) -> None:
+        return None
+
+    async def keep(self, plan: Plan, proxy: Proxy, scope: str, answer: Any) -> None:
+        return None

@@ -18,6 +18,7 @@ __all__ = [
     "Plan",
     "backend_body",
     "bad",
+    "call_order",
     "check_temperature",
     "positive_int",
     "presented_key",
@@ -42,6 +43,7 @@ class Plan:
     thinking: bool = True  # Anthropic: emit thinking blocks
     stop_sequences: tuple[str, ...] = ()
     foreign_thinking: int = 0  # Anthropic thinking blocks this proxy did not sign
+    extra: Any = None  # what one dialect alone needs to answer (Responses: its echo fields)
 
 
 def backend_body(
@@ -120,3 +122,13 @@ def tool_hint(required: bool, name: str | None) -> str | None:
     if required:
         return "You must respond by calling one or more of the available tools."
     return None
+
+
+def call_order(history: list[dict[str, Any]]) -> dict[str, int]:
+    """Call id -> position in the last assistant turn: the MiniMax-M2 template matches
+    tool results to calls by position only, so results go back in call order."""
+    for msg in reversed(history):
+        if msg["role"] == "assistant":
+            calls = msg.get("tool_calls") or []
+            return {c["id"]: n for n, c in enumerate(calls)}
+    return {}

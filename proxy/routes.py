@@ -27,7 +27,10 @@ from .errors import ProxyError
 from .logs import REQUEST_ID
 from .messages import MESSAGES
 from .metrics import Tracker
+from .request import presented_key
+from .responses import RESPONSES, stored_response
 from .service import Proxy, pump
+from .sessions import scope_for
 from .shape import Op, Shaper, new_id
 from .store import StoredTurn
 from .streaming import Send, SSEResponse, unless_client_leaves
@@ -36,7 +39,9 @@ from .turn import Turn
 __all__ = [
     "chat_completions",
     "count_tokens",
+    "delete_response",
     "dialect_error",
+    "get_response",
     "health",
     "messages",
     "metrics_route",
@@ -100,6 +105,8 @@ async def respond(request: Request, dialect: Dialect) -> Response:
         body = await proxy.read_json(request)
         plan = dialect.plan(body, settings, await proxy.model())
         tracker = Tracker(request.url.path, dialect.name, plan.stream, rid)
+        scope = scope_for(presented_key(request.headers))
+        await dialect.prepare(plan, proxy, scope)
         if plan.foreign_thinking:
             # Edited or from another provider: accepted, as the text is what matters.
             log.info("%d thinking block(s) not signed by this proxy", plan.foreign_thinking)
@@ -115,9 +122,10 @@ async def respond(request: Request, dialect: Dialect) -> Response:
     shaper = dialect.shaper(plan)
     if plan.stream:
         writer = dialect.stream(plan, settings)
-        body = _stream_body(proxy, resp, turn, shaper, writer, tracker, save)
+        keep = functools.partial(dialect.keep, plan, proxy, scope, writer)
+        body = _stream_body(proxy, resp, turn, shaper, writer, tracker, save, keep)
         headers = {**_SSE_HEADERS, **_id_headers(dialect, rid)}
-        return SSEResponse(body, headers, dialect.ping, settings.ping_interval)  # type: ignore[return-value]
+        return SSEResponse(body, headers, writer.ping, settings.ping_interval)  # type: ignore[return-value]
     result = dialect.result(plan, settings)
 
     async def collect(ops: list[Op]) -> None:
@@ -135,6 +143,7 @@ async def respond(request: Request, dialect: Dialect) -> Response:
     tracker.done(200, _summary(turn, shaper))
     await _write_trace(proxy, turn)
     content = result.body(turn, shaper.calls)
+    await dialect.keep(plan, proxy, scope, result)
     return Response(content, media_type="application/json", headers=_id_headers(dialect, rid))
 
 
@@ -196,13 +205,44 @@ async def ok(request: Request) -> Response:
 
 
 async def responses(request: Request) -> Response:
-    err = ProxyError(
-        404,
-        "the Responses API is not served here; use POST /v1/chat/completions "
-        "(openai-agents: set_default_openai_api('chat_completions'))",
-        code="unsupported_api",
+    return await respond(request, RESPONSES)
+
+
+async def get_response(request: Request) -> Response:
+    """A kept response, as ``POST /v1/responses`` returned it."""
+    record, rid = await _kept(request)
+    if isinstance(record, Response):
+        return record
+    return Response(
+        _enc(record["response"]), media_type="application/json", headers={"x-request-id": rid}
     )
-    return CHAT.error(err, request_id(request))
+
+
+async def delete_response(request: Request) -> Response:
+    record, rid = await _kept(request, delete=True)
+    if isinstance(record, Response):
+        return record
+    body = {"id": request.path_params["response_id"], "object": "response", "deleted": True}
+    return Response(_enc(body), media_type="application/json", headers={"x-request-id": rid})
+
+
+async def _kept(request: Request, delete: bool = False) -> tuple[Any, str]:
+    """The record of ``{response_id}`` for this API key, or the error response."""
+    proxy = _proxy(request)
+    rid = request_id(request)
+    response_id = request.path_params["response_id"]
+    try:
+        proxy.check_auth(request)
+        scope = scope_for(presented_key(request.headers))
+        record = await stored_response(proxy, scope, response_id)
+        if record is None:
+            message = f"No response found with id '{response_id}'."
+            raise ProxyError(404, message, param="response_id")
+        if delete:
+            await stored_response(proxy, scope, response_id, delete=True)
+    except ProxyError as err:
+        return RESPONSES.error(err, rid), rid
+    return record, rid
 
 
 async def health(request: Request) -> Response:
@@ -251,6 +291,7 @@ def _stream_body(
     writer: StreamWriter,
     tracker: Tracker,
     save: Callable[[StoredTurn], Awaitable[None]] | None,
+    keep: Callable[[], Awaitable[None]],
 ) -> Callable[[Send], Awaitable[None]]:
     """The body of a streamed response: start, the pump's ops as they come, then the end."""
 
@@ -275,7 +316,9 @@ def _stream_body(
                 await send(writer.error(err))
                 return
             status, info = 200, _summary(turn, shaper)
-            await send(writer.end(turn, shaper.calls))
+            end = writer.end(turn, shaper.calls)
+            await keep()  # before the end goes out: the client may refer to it at once
+            await send(end)
         finally:
             resp.close()  # also when cancelled before the pump began
             tracker.done(status, info)

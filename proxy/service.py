@@ -24,7 +24,7 @@ from .errors import ProxyError
 from .request import Plan, presented_key
 from .sessions import Recorder, Sessions
 from .shape import Op, Shaper
-from .store import StoredTurn, open_store
+from .store import MemoryRecords, Records, RedisStore, SQLiteStore, StoredTurn, open_store
 from .tokens import count_prompt_tokens
 from .trace import Trace, TraceWriter
 from .turn import Turn
@@ -43,6 +43,7 @@ class Proxy:
         self.backend_model = settings.backend_model
         self.started = int(time.time())
         self.sessions: Sessions | None = None
+        self.records: Records = MemoryRecords(settings.responses_store_bytes)
         self.traces: TraceWriter | None = None
         self._next_discovery = 0.0
 
@@ -50,7 +51,10 @@ class Proxy:
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
         self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         if self.settings.session_store_enabled:
-            self.sessions = Sessions(self.settings, open_store(self.settings))
+            store = open_store(self.settings)
+            self.sessions = Sessions(self.settings, store)
+            if isinstance(store, (SQLiteStore, RedisStore)):
+                self.records = store  # kept responses survive restarts and reach every replica
         if self.settings.streaming_debug:
             self.traces = TraceWriter(self.settings.streaming_debug_path)
         await self.model()

@@ -6,6 +6,10 @@ a tool loop can be repaired with no session id at all. Every key is scoped
 by a hash of the caller's API key, so one key never sees another's turns.
 Everything expires after ``SESSION_TTL_SECONDS``.
 
+The same stores keep records (one JSON value under a key, with its own TTL),
+which the Responses API uses for ``previous_response_id``; :class:`MemoryRecords`
+keeps them in one process, bounded in bytes, when no store is configured.
+
 Stores raise whatever their backend raises; the caller (``sessions.py``)
 turns any failure into "no repair", so a store outage never fails a request.
 """
@@ -23,7 +27,15 @@ import msgspec
 
 from .config import Settings
 
-__all__ = ["MemoryStore", "RedisStore", "SQLiteStore", "Store", "open_store"]
+__all__ = [
+    "MemoryRecords",
+    "MemoryStore",
+    "Records",
+    "RedisStore",
+    "SQLiteStore",
+    "Store",
+    "open_store",
+]
 
 StoredTurn = dict[str, Any]
 _enc = msgspec.json.Encoder().encode
@@ -35,6 +47,49 @@ class Store(Protocol):
     async def by_call(self, scope: str, call_id: str) -> StoredTurn | None: ...
     async def session(self, scope: str, session: str) -> list[StoredTurn]: ...
     async def close(self) -> None: ...
+
+
+class Records(Protocol):
+    async def put_record(self, scope: str, key: str, record: Any, ttl: int) -> None: ...
+    async def get_record(self, scope: str, key: str) -> Any: ...
+    async def delete_record(self, scope: str, key: str) -> bool: ...
+
+
+class MemoryRecords:
+    """Records in this process: dropped after their TTL, oldest first past ``max_bytes``."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max = max_bytes
+        self._size = 0
+        self._items: collections.OrderedDict[tuple[str, str], tuple[float, bytes]] = (
+            collections.OrderedDict()
+        )
+
+    async def put_record(self, scope: str, key: str, record: Any, ttl: int) -> None:
+        data = _enc(record)
+        await self.delete_record(scope, key)
+        if len(data) > self._max:
+            return  # larger than the whole store: not kept, so its id is a 404 later
+        self._items[(scope, key)] = (time.monotonic() + ttl, data)
+        self._size += len(data)
+        while self._size > self._max:
+            _, (_, old) = self._items.popitem(last=False)
+            self._size -= len(old)
+
+    async def get_record(self, scope: str, key: str) -> Any:
+        entry = self._items.get((scope, key))
+        if entry is None:
+            return None
+        if entry[0] < time.monotonic():
+            await self.delete_record(scope, key)
+            return None
+        return _dec(entry[1])
+
+    async def delete_record(self, scope: str, key: str) -> bool:
+        entry = self._items.pop((scope, key), None)
+        if entry is not None:
+            self._size -= len(entry[1])
+        return entry is not None
 
 
 def _call_ids(turn: StoredTurn) -> list[str]:
@@ -96,6 +151,11 @@ CREATE TABLE IF NOT EXISTS session_turns (
 CREATE INDEX IF NOT EXISTS session_turns_by_key ON session_turns (scope, session, id);
 CREATE INDEX IF NOT EXISTS calls_by_expiry ON calls (expires);
 CREATE INDEX IF NOT EXISTS session_turns_by_expiry ON session_turns (expires);
+CREATE TABLE IF NOT EXISTS records (
+    scope TEXT NOT NULL, key TEXT NOT NULL, record BLOB NOT NULL, expires REAL NOT NULL,
+    PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS records_by_expiry ON records (expires);
 """
 
 
@@ -145,10 +205,13 @@ class SQLiteStore:
                     "ORDER BY id DESC LIMIT ?)",
                     (scope, session, scope, session, self._per_session),
                 )
-            self._writes += 1
-            if self._writes % self._PURGE_EVERY == 0:
-                db.execute("DELETE FROM calls WHERE expires < ?", (now,))
-                db.execute("DELETE FROM session_turns WHERE expires < ?", (now,))
+            self._purge_now_and_then(db, now)
+
+    def _purge_now_and_then(self, db: sqlite3.Connection, now: float) -> None:
+        self._writes += 1
+        if self._writes % self._PURGE_EVERY == 0:
+            for table in ("calls", "session_turns", "records"):
+                db.execute(f"DELETE FROM {table} WHERE expires < ?", (now,))
 
     def _by_call(self, scope: str, call_id: str) -> StoredTurn | None:
         row = (
@@ -175,6 +238,45 @@ class SQLiteStore:
 
     async def put(self, scope: str, session: str | None, turn: StoredTurn) -> None:
         await self._run(self._put, scope, session, turn)
+
+    def _put_record(self, scope: str, key: str, data: bytes, expires: float) -> None:
+        db = self._conn()
+        with db:
+            db.execute(
+                "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)", (scope, key, data, expires)
+            )
+            self._purge_now_and_then(db, time.time())
+
+    def _get_record(self, scope: str, key: str) -> bytes | None:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT record FROM records WHERE scope = ? AND key = ? AND expires >= ?",
+                (scope, key, time.time()),
+            )
+            .fetchone()
+        )
+        return None if row is None else bytes(row[0])
+
+    def _delete_record(self, scope: str, key: str) -> bool:
+        db = self._conn()
+        with db:
+            cursor = db.execute(
+                "DELETE FROM records WHERE scope = ? AND key = ? AND expires >= ?",
+                (scope, key, time.time()),
+            )
+        return cursor.rowcount > 0
+
+    async def put_record(self, scope: str, key: str, record: Any, ttl: int) -> None:
+        await self._run(self._put_record, scope, key, _enc(record), time.time() + ttl)
+
+    async def get_record(self, scope: str, key: str) -> Any:
+        data = await self._run(self._get_record, scope, key)
+        return None if data is None else _dec(data)
+
+    async def delete_record(self, scope: str, key: str) -> bool:
+        deleted: bool = await self._run(self._delete_record, scope, key)
+        return deleted
 
     async def by_call(self, scope: str, call_id: str) -> StoredTurn | None:
         result: StoredTurn | None = await self._run(self._by_call, scope, call_id)
@@ -223,6 +325,16 @@ class RedisStore:
     async def session(self, scope: str, session: str) -> list[StoredTurn]:
         items = await self._redis.lrange(f"{self._prefix}:session:{scope}:{session}", 0, -1)
         return [dict(_dec(i)) for i in items]
+
+    async def put_record(self, scope: str, key: str, record: Any, ttl: int) -> None:
+        await self._redis.set(f"{self._prefix}:record:{scope}:{key}", _enc(record), ex=ttl)
+
+    async def get_record(self, scope: str, key: str) -> Any:
+        data = await self._redis.get(f"{self._prefix}:record:{scope}:{key}")
+        return None if data is None else _dec(data)
+
+    async def delete_record(self, scope: str, key: str) -> bool:
+        return bool(await self._redis.delete(f"{self._prefix}:record:{scope}:{key}"))
 
     async def close(self) -> None:
         await self._redis.aclose()

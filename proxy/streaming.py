@@ -30,14 +30,16 @@ class SSEResponse:
     Args:
         body: writes the stream by awaiting ``send(bytes)``; cancelled if the client leaves.
         headers: response headers besides the content type.
-        ping: keep-alive bytes, sent after ``interval`` seconds without output (None: off).
+        ping: makes the keep-alive, sent after ``interval`` seconds without output (None:
+            off). It is called with the send lock held, so what it numbers (Responses
+            events carry a sequence number) goes out in the order it was made.
     """
 
     def __init__(
         self,
         body: Callable[[Send], Awaitable[None]],
         headers: dict[str, str],
-        ping: bytes | None = None,
+        ping: Callable[[], bytes] | None = None,
         interval: float = 15.0,
     ) -> None:
         self.body = body
@@ -47,14 +49,17 @@ class SSEResponse:
         self.ping = ping
         self.interval = interval
         self.last = 0.0  # loop time of the last chunk sent
+        self.lock = asyncio.Lock()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.headers})
         clock = asyncio.get_running_loop().time
         self.last = clock()
-        lock = asyncio.Lock()
+        lock = self.lock
 
         async def send_bytes(data: bytes) -> None:
+            # The body makes its bytes before it waits here, and the lock is free
+            # whenever nothing else is sending, so bytes go out in the order made.
             async with lock:
                 await send({"type": "http.response.body", "body": data, "more_body": True})
             self.last = clock()
@@ -66,7 +71,7 @@ class SSEResponse:
 
         tasks = [asyncio.ensure_future(run()), asyncio.ensure_future(until_disconnect(receive))]
         if self.ping is not None:
-            tasks.append(asyncio.ensure_future(self._keep_alive(send_bytes, clock)))
+            tasks.append(asyncio.ensure_future(self._keep_alive(send, clock)))
         try:
             await asyncio.wait(tasks[:2], return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -78,12 +83,15 @@ class SSEResponse:
         if exc is not None and not isinstance(exc, OSError):  # OSError: the client went away
             raise exc
 
-    async def _keep_alive(self, send: Send, clock: Callable[[], float]) -> None:
+    async def _keep_alive(self, send: Any, clock: Callable[[], float]) -> None:
         assert self.ping is not None
         while True:
             await asyncio.sleep(max(0.0, self.last + self.interval - clock()))
-            if clock() - self.last >= self.interval:
-                await send(self.ping)
+            async with self.lock:
+                if clock() - self.last >= self.interval:
+                    data = self.ping()
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
+                    self.last = clock()
 
 
 async def until_disconnect(receive: Any) -> None:

@@ -250,9 +250,3 @@ def test_keep_alive_comments_while_backend_is_silent(make_proxy: Any, sim: SimSe
     with openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0) as c:
         r2 = c.chat.completions.create(**ask("SIM_TTFT:0.5 hi"), stream=True)
         assert "".join(ch.choices[0].delta.content or "" for ch in r2 if ch.choices)
-
-
-def test_responses_api_points_to_chat_completions(proxy_server: ProxyServer) -> None:
-    r = httpx.post(proxy_server.url + "/v1/responses", json={"model": "m", "input": "hi"})
-    assert r.status_code == 404
-    assert "/v1/chat/completions" in r.json()["error"]["message"]

@@ -8,7 +8,7 @@ from typing import Any
 from starlette.responses import Response
 
 from ..config import Settings
-from ..dialect import Dialect, Result, StreamWriter
+from ..dialect import Dialect, Result, Stateless, StreamWriter
 from ..errors import ProxyError, openai_error_body
 from ..request import Plan
 from ..shape import Shaper, new_id
@@ -18,9 +18,8 @@ from .writer import OpenAIResult, OpenAIStream
 __all__ = ["CHAT"]
 
 
-class Chat:
+class Chat(Stateless):
     name = "openai"
-    ping = b": ping\n\n"  # an SSE comment: the openai SDK skips it
     id_headers: tuple[str, ...] = ("x-request-id",)
 
     def plan(self, body: Any, settings: Settings, backend_model: str | None) -> Plan:

@@ -58,6 +58,10 @@ class OpenAIStream:
         self._tail = b',"logprobs":null,"finish_reason":null}]}\n\n'
         self._include_usage = include_usage
 
+    @staticmethod
+    def ping() -> bytes:
+        return b": ping\n\n"  # an SSE comment: the openai SDK skips it
+
     def start(self) -> bytes:
         return self._head + b'{"role":"assistant","content":""}' + self._tail
 

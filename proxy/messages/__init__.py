@@ -7,7 +7,7 @@ from typing import Any
 from starlette.responses import Response
 
 from ..config import Settings
-from ..dialect import Dialect, Result, StreamWriter
+from ..dialect import Dialect, Result, Stateless, StreamWriter
 from ..errors import ProxyError, anthropic_error_body
 from ..request import Plan
 from ..shape import Shaper, new_id
@@ -17,9 +17,8 @@ from .writer import AnthropicResult, AnthropicStream
 __all__ = ["MESSAGES"]
 
 
-class Messages:
+class Messages(Stateless):
     name = "anthropic"
-    ping = b'event: ping\ndata: {"type": "ping"}\n\n'
     id_headers: tuple[str, ...] = ("x-request-id", "request-id")
 
     def plan(self, body: Any, settings: Settings, backend_model: str | None) -> Plan:

@@ -21,6 +21,7 @@ from ..request import (
     Plan,
     backend_body,
     bad,
+    call_order,
     check_temperature,
     positive_int,
     think_content,
@@ -188,20 +189,12 @@ def _user(content: Any, i: int, history: list[dict[str, Any]]) -> list[dict[str,
             raise _unsupported(kind, f"messages.{i}.content.{j}")
     out: list[dict[str, Any]] = []
     if results:
-        order = _call_order(history)
+        order = call_order(history)
         results.sort(key=lambda r: order.get(r["tool_call_id"], len(order)))
         out += results
     if text or not results:
         out.append({"role": "user", "content": "\n\n".join(text)})
     return out
-
-
-def _call_order(history: list[dict[str, Any]]) -> dict[str, int]:
-    for msg in reversed(history):
-        if msg["role"] == "assistant":
-            calls = msg.get("tool_calls") or []
-            return {c["id"]: n for n, c in enumerate(calls)}
-    return {}
 
 
 def _tool_result(block: dict[str, Any], where: str) -> dict[str, Any]:

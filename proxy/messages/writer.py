@@ -77,6 +77,10 @@ class AnthropicStream:
         self._delta_head = b""
         self._mac: Any = None
 
+    @staticmethod
+    def ping() -> bytes:
+        return b'event: ping\ndata: {"type": "ping"}\n\n'
+
     def start(self) -> bytes:
         message: dict[str, Any] = {
             "id": self._id,

@@ -1,0 +1,117 @@
+"""OpenAI Responses: ``POST /v1/responses``, ``GET`` and ``DELETE /v1/responses/{id}``.
+
+The API Codex CLI speaks and the OpenAI Agents SDK uses by default, on the
+same pipeline as the others: one backend chat-completions call, the same
+parser and shaper, its own reader and writer. A response is kept (unless
+``store`` is false) so that ``previous_response_id`` can continue from it:
+in the session store when sessions are on, else in a bounded memory store.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from starlette.responses import Response
+
+from ..config import Settings
+from ..dialect import Dialect, Result, StreamWriter
+from ..errors import ProxyError, openai_error_body
+from ..request import Plan
+from ..shape import Shaper, new_id
+from .reader import Echo, history_messages, plan_responses
+from .writer import ResponsesResult, ResponsesStream
+
+if TYPE_CHECKING:
+    from ..service import Proxy
+
+__all__ = ["RESPONSES", "stored_response"]
+
+log = logging.getLogger("proxy")
+_MAX_CHAIN = 10_000  # previous_response_id links followed at most (a loop is not a chain)
+
+
+class Responses:
+    name = "responses"
+    id_headers: tuple[str, ...] = ("x-request-id",)
+
+    def plan(self, body: Any, settings: Settings, backend_model: str | None) -> Plan:
+        return plan_responses(body, settings, backend_model)
+
+    def shaper(self, plan: Plan) -> Shaper:
+        return Shaper(max_calls=plan.max_calls, segmented=True)
+
+    def stream(self, plan: Plan, settings: Settings) -> StreamWriter:
+        return ResponsesStream(*self._args(plan, settings))
+
+    def result(self, plan: Plan, settings: Settings) -> Result:
+        return ResponsesResult(*self._args(plan, settings))
+
+    @staticmethod
+    def _args(plan: Plan, settings: Settings) -> tuple[Any, ...]:
+        secret = settings.thinking_signature_secret or ""
+        raw = settings.responses_reasoning == "raw"
+        return new_id("resp_"), int(time.time()), plan.model, plan.extra, secret, raw
+
+    def error(self, err: ProxyError, rid: str) -> Response:
+        headers = {"x-request-id": rid, **err.headers()}
+        return Response(openai_error_body(err), err.status, headers, "application/json")
+
+    async def prepare(self, plan: Plan, proxy: Proxy, scope: str) -> None:
+        """Put the history of ``previous_response_id`` before this request's input."""
+        echo: Echo = plan.extra
+        if echo.previous is None:
+            return
+        chain: list[Any] = []
+        wanted: str | None = echo.previous
+        while wanted is not None and len(chain) < _MAX_CHAIN:
+            record = await stored_response(proxy, scope, wanted)
+            if record is None:
+                raise ProxyError(
+                    404,
+                    f"Previous response with id '{wanted}' not found.",
+                    code="previous_response_not_found",
+                    param="previous_response_id",
+                )
+            chain.append(record)
+            wanted = record["response"].get("previous_response_id")
+        items: list[Any] = []
+        for record in reversed(chain):
+            items += record["input"]
+            items += record["response"]["output"]
+        secret = proxy.settings.thinking_signature_secret or ""
+        plan.backend_body["messages"] = history_messages(items + echo.items, echo, secret)
+
+    async def keep(self, plan: Plan, proxy: Proxy, scope: str, answer: Any) -> None:
+        echo: Echo = plan.extra
+        final = getattr(answer, "final", None)
+        if not echo.store or final is None:
+            return
+        record = {"response": final, "input": echo.items}
+        try:
+            await proxy.records.put_record(
+                scope, final["id"], record, proxy.settings.responses_ttl_seconds
+            )
+        except Exception as exc:  # a store outage never fails the answer itself
+            log.warning("could not keep response %s: %s", final["id"], exc)
+
+
+async def stored_response(proxy: Proxy, scope: str, response_id: str, delete: bool = False) -> Any:
+    """The kept ``{"response", "input"}`` record, or None; with ``delete``, forget it.
+
+    Raises:
+        ProxyError: 503 when the store does not answer (an unknown id is a 404, not this).
+    """
+    try:
+        if delete:
+            return await proxy.records.delete_record(scope, response_id)
+        return await proxy.records.get_record(scope, response_id)
+    except Exception as exc:
+        log.warning("the response store failed: %s", exc)
+        raise ProxyError(
+            503, "the response store is unavailable; try again", code="store_unavailable"
+        ) from None
+
+
+RESPONSES: Dialect = Responses()
