@@ -12,10 +12,13 @@ one terminal event last, whose ``output`` holds exactly the items done. Keep-ali
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Checked", "check", "events_of"]
+import httpx
+
+__all__ = ["AsyncRecording", "Checked", "Recording", "check", "events_of"]
 
 _TERMINAL = {
     "response.completed": "completed",
@@ -205,3 +208,73 @@ def _check_whole(item: dict[str, Any], text: str, stage: str, where: str) -> Non
         assert isinstance(json.loads(item["arguments"]), dict)
     else:
         assert stage == "text-done" and item["input"] == text
+
+
+def _is_stream(resp: httpx.Response) -> bool:
+    return resp.headers.get("content-type", "").startswith("text/event-stream")
+
+
+class Recording(httpx.BaseTransport):
+    """Keeps the bytes of every event-stream response a client reads, for :func:`check`."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.bodies: list[bytearray] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        resp = self.inner.handle_request(request)
+        if not _is_stream(resp):
+            return resp
+        body = bytearray()
+        self.bodies.append(body)
+        stream = resp.stream
+        assert isinstance(stream, httpx.SyncByteStream)
+
+        class Tee(httpx.SyncByteStream):
+            def __iter__(self) -> Iterator[bytes]:
+                for chunk in stream:
+                    body.extend(chunk)
+                    yield chunk
+
+            def close(self) -> None:
+                stream.close()
+
+        return httpx.Response(
+            resp.status_code, headers=resp.headers, stream=Tee(), extensions=resp.extensions
+        )
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class AsyncRecording(httpx.AsyncBaseTransport):
+    """:class:`Recording` for async clients (the Agents SDK)."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.bodies: list[bytearray] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        resp = await self.inner.handle_async_request(request)
+        if not _is_stream(resp):
+            return resp
+        body = bytearray()
+        self.bodies.append(body)
+        stream = resp.stream
+        assert isinstance(stream, httpx.AsyncByteStream)
+
+        class Tee(httpx.AsyncByteStream):
+            async def __aiter__(self) -> AsyncIterator[bytes]:
+                async for chunk in stream:
+                    body.extend(chunk)
+                    yield chunk
+
+            async def aclose(self) -> None:
+                await stream.aclose()
+
+        return httpx.Response(
+            resp.status_code, headers=resp.headers, stream=Tee(), extensions=resp.extensions
+        )
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

@@ -16,7 +16,7 @@ import openai
 import pytest
 
 from proxy.sim import SimServer
-from tests.responses_grammar import Checked, check
+from tests.responses_grammar import Checked, Recording, check
 from tests.servers import ProxyServer
 
 WEATHER = {
@@ -50,39 +50,6 @@ RAW = (
     '<parameter name="days">3</parameter>\n'
     "</invoke>\n</minimax:tool_call>"
 )
-
-
-class Recording(httpx.BaseTransport):
-    """Keeps the bytes of every event-stream response the client reads."""
-
-    def __init__(self) -> None:
-        self.inner = httpx.HTTPTransport()
-        self.bodies: list[bytearray] = []
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        resp = self.inner.handle_request(request)
-        if not resp.headers.get("content-type", "").startswith("text/event-stream"):
-            return resp
-        body = bytearray()
-        self.bodies.append(body)
-        stream = resp.stream
-        assert isinstance(stream, httpx.SyncByteStream)
-
-        class Tee(httpx.SyncByteStream):
-            def __iter__(self) -> Iterator[bytes]:
-                for chunk in stream:
-                    body.extend(chunk)
-                    yield chunk
-
-            def close(self) -> None:
-                stream.close()
-
-        return httpx.Response(
-            resp.status_code, headers=resp.headers, stream=Tee(), extensions=resp.extensions
-        )
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 class Client:

@@ -1,0 +1,73 @@
+"""The OpenAI Agents SDK on the Responses API: a function tool really called, through the proxy.
+
+``Runner.run`` posts non-streamed ``/v1/responses``; ``Runner.run_streamed`` streams. Both go
+through ``OpenAIResponsesModel`` pointed at the proxy, with tracing off (it would export to
+OpenAI). Every stream is checked by the event-grammar checker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from agents import Agent, OpenAIResponsesModel, RunConfig, Runner, function_tool
+
+from proxy.sim import SimServer
+from tests.responses_grammar import AsyncRecording, check
+from tests.servers import ProxyServer
+
+
+def _agent(calls: list[str], client: openai.AsyncOpenAI) -> Agent[Any]:
+    @function_tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        calls.append(city)
+        return f"Sunny in {city}"
+
+    model = OpenAIResponsesModel(model="minimax-m2", openai_client=client)
+    return Agent(name="forecaster", instructions="Use tools.", tools=[get_weather], model=model)
+
+
+def _sent(sim: SimServer) -> list[dict[str, Any]]:
+    return [r.body for r in sim.requests if r.path == "/v1/chat/completions"]
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_agent_runs_a_function_tool(
+    proxy_server: ProxyServer, sim: SimServer, streamed: bool
+) -> None:
+    calls: list[str] = []
+    recording = AsyncRecording()
+    config = RunConfig(tracing_disabled=True)
+
+    async def run() -> Any:
+        async with openai.AsyncOpenAI(
+            base_url=proxy_server.url + "/v1",
+            api_key="agents-key",
+            max_retries=0,
+            http_client=httpx.AsyncClient(transport=recording, timeout=30),
+        ) as client:
+            agent = _agent(calls, client)
+            if not streamed:
+                return await Runner.run(agent, "What is the weather?", run_config=config)
+            result = Runner.run_streamed(agent, "What is the weather?", run_config=config)
+            kinds = [e.type async for e in result.stream_events()]
+            assert "raw_response_event" in kinds
+            return result
+
+    result = asyncio.run(run())
+    assert len(calls) == 1 and calls[0]
+    assert f"Sunny in {calls[0]}" in result.final_output
+    bodies = _sent(sim)
+    assert len(bodies) == 2
+    second = bodies[1]["messages"]
+    assert [m["role"] for m in second] == ["system", "user", "assistant", "tool"]
+    assert second[0]["content"] == "Use tools."
+    assert second[2]["content"].startswith("<think>\n")  # the thinking came back
+    assert second[3]["content"] == f"Sunny in {calls[0]}"
+    assert len(recording.bodies) == (2 if streamed else 0)
+    for body in recording.bodies:
+        check(body.decode())
