@@ -2,7 +2,9 @@
 
 Starts the simulated backend and the proxy on free loopback ports, then
 streams a tool-call round trip: the model thinks, calls a tool, gets the
-result back (with its thinking, as MiniMax-M2 needs) and answers.
+result back (with its thinking, as MiniMax-M2 needs) and answers. Then the
+same round trip on the Responses API (what Codex CLI and the Agents SDK
+speak), continued with ``previous_response_id``.
 """
 
 from __future__ import annotations
@@ -118,6 +120,47 @@ def _stream_turn(client: openai.OpenAI, messages: list[dict[str, Any]]) -> dict[
     return message
 
 
+def _stream_response(client: openai.OpenAI, **request: Any) -> Any:
+    """Stream one Responses turn, printing it as it arrives; return the final response."""
+    tools: Any = [{"type": "function", **t["function"]} for t in TOOLS]  # type: ignore[dict-item]
+    with client.responses.stream(model="minimax-m2", tools=tools, **request) as stream:
+        for event in stream:
+            if event.type == "response.output_item.added":
+                item = event.item
+                label = {"reasoning": "thinking: ", "message": "answer:   "}.get(item.type)
+                if label:
+                    print(_style("2" if item.type == "reasoning" else "1", "\n  " + label), end="")
+                elif item.type == "function_call":
+                    print(_style("36", f"\n  {item.type}: {item.name}("), end="", flush=True)
+            elif event.type == "response.reasoning_summary_text.delta":
+                print(_style("2;3", event.delta), end="", flush=True)
+            elif event.type == "response.output_text.delta":
+                print(event.delta, end="", flush=True)
+            elif event.type == "response.function_call_arguments.delta":
+                print(_style("36", event.delta), end="", flush=True)
+            elif event.type == "response.function_call_arguments.done":
+                print(_style("36", ")"), end="")
+        print()
+        return stream.get_final_response()
+
+
+def _responses_round_trip(client: openai.OpenAI) -> None:
+    print(_style("1", "\nthe same on the Responses API (Codex CLI, OpenAI Agents SDK):"))
+    question = "What's the weather in Tokyo? Use the tool."
+    print(_style("1", "user: ") + question)
+    first = _stream_response(client, input=question)
+    outputs = []
+    for item in first.output:
+        if item.type == "function_call":
+            result = f"{json.loads(item.arguments).get('city', '?')}: 24 degrees, clear"
+            print(_style("33", f"  function_call_output for {item.call_id}: {result}"))
+            outputs.append(
+                {"type": "function_call_output", "call_id": item.call_id, "output": result}
+            )
+    print(_style("1", f"\nsecond turn (previous_response_id={first.id}):"))
+    _stream_response(client, input=outputs, previous_response_id=first.id)
+
+
 def main() -> None:
     sim_port, proxy_port = _free_port(), _free_port()
     env = {**os.environ, "TABBY_URL": f"http://127.0.0.1:{sim_port}", "PORT": str(proxy_port),
@@ -157,7 +200,8 @@ def main() -> None:
             messages.append({"role": "tool", "tool_call_id": call["id"], "content": result})
         print(_style("1", "\nsecond turn (history sent back with the thinking):"))
         _stream_turn(client, messages)
-        print(_style("32", "\nround trip complete: thinking, tool call, tool result, answer."))
+        _responses_round_trip(client)
+        print(_style("32", "\nround trips complete: thinking, tool call, tool result, answer."))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 ``minimax-m2-proxy replay TRACE`` feeds a recorded request's deltas through
 the parser again and prints the result as each API would return it, and
-whether today's parser makes the same events as the recorded run.
+whether today's parser makes the same events as the recorded run. A trace
+of any API replays as all three (chat completions, Messages, Responses).
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ from .chat import CHAT
 from .config import Settings
 from .messages import MESSAGES
 from .request import Plan
+from .responses import RESPONSES
 from .trace import event_json
 from .turn import Turn
 
 __all__ = ["main", "replay"]
 
 
-def replay(record: dict[str, Any]) -> tuple[bytes, bytes, bool]:
-    """(OpenAI body, Anthropic body, same events as recorded) for one trace record."""
+def replay(record: dict[str, Any]) -> tuple[dict[str, bytes], bool]:
+    """(each API's body by dialect name, same events as recorded) for one trace record."""
     events: list[parser.Event] = []
     p = parser.StreamParser(record.get("tools"), starts_in_think=record["starts_in_think"])
     for delta in record["deltas"]:
@@ -35,15 +37,17 @@ def replay(record: dict[str, Any]) -> tuple[bytes, bytes, bool]:
     same = [event_json(e) for e in events] == record.get("events")
     turn = Turn(record.get("tools"), record["starts_in_think"])
     turn.finish_reason = record.get("finish_reason")
-    plan = Plan({}, False, "replay", record.get("tools"), split=True, max_calls=None)
     settings = Settings.from_env({}, env_file=None)
-    bodies = []
-    for dialect in (CHAT, MESSAGES):
+    plan = Plan({}, False, "replay", record.get("tools"), split=True, max_calls=None)
+    # The Responses answer needs the request's echo fields: those of an empty request.
+    plan.extra = RESPONSES.plan({"input": []}, settings, None).extra
+    bodies = {}
+    for dialect in (CHAT, MESSAGES, RESPONSES):
         result = dialect.result(plan, settings)
         shaper = dialect.shaper(plan)
         result.ops(shaper.feed(events) + shaper.close())
-        bodies.append(result.body(turn, shaper.calls))
-    return bodies[0], bodies[1], same
+        bodies[dialect.name] = result.body(turn, shaper.calls)
+    return bodies, same
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,13 +62,13 @@ def main(argv: list[str] | None = None) -> None:
             if args.request_id and record["request_id"] != args.request_id:
                 continue
             found += 1
-            openai_body, anthropic_body, same = replay(record)
+            bodies, same = replay(record)
             print(
                 f"== {record['request_id']} ({record['dialect']}, {len(record['deltas'])} deltas)"
             )
             print("raw:", "".join(record["deltas"]))
-            print("openai:", msgspec.json.format(openai_body).decode())
-            print("anthropic:", msgspec.json.format(anthropic_body).decode())
+            for name, body in bodies.items():
+                print(f"{name}:", msgspec.json.format(body).decode())
             print("events as recorded:" if same else "events DIFFER from the recorded run:", same)
     if not found:
         sys.exit("replay: no matching request in the trace")

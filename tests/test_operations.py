@@ -204,6 +204,7 @@ def test_trace_and_replay(make_proxy: Any, sim: SimServer, tmp_path: Path) -> No
     assert out.returncode == 0, out.stderr
     assert "== t-1" in out.stdout and "== t-2" not in out.stdout
     assert '"name": "get_weather"' in out.stdout and '"type": "tool_use"' in out.stdout
+    assert '"type": "function_call"' in out.stdout  # as the Responses API answers it
     assert "events as recorded: True" in out.stdout
     missing = subprocess.run(
         [sys.executable, "-m", "proxy", "replay", str(path), "--request-id", "nope"],

@@ -657,3 +657,12 @@ def test_split_invariance(rc: Client, stream: bool) -> None:
         results.append(plain(r.output))
     assert all(r == results[0] for r in results)
     assert results[0][-1]["arguments"] == '{"city": "São Paulo", "days": 3}'
+
+
+def test_metrics_and_logs_label_the_dialect(rc: Client, proxy_server: ProxyServer) -> None:
+    rc.sdk.responses.create(model="m", input="weather?", tools=[WEATHER], stream=True).close()
+    rc.recording.bodies.clear()  # closed early on purpose: not a whole stream to check
+    rc.sdk.responses.create(model="m", input="weather?", tools=[WEATHER])
+    text = httpx.get(proxy_server.url + "/metrics").text
+    assert 'dialect="responses"' in text
+    assert 'minimax_proxy_tool_calls_total{dialect="responses"}' in text
