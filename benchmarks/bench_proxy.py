@@ -93,7 +93,8 @@ PLOT_PATH = BENCH_DIR / "proxy_overhead.png"
 BEGIN_MARKER, END_MARKER = common.markers("proxy")
 PYTHON = sys.executable
 TOKEN_CHARS = 4
-TARGETS = ("direct", "relay", "proxy")
+TARGETS = ("direct", "relay", "proxy", "responses")
+# "responses" is the same proxy process answering POST /v1/responses for the same backend reply.
 HEADERS = {"content-type": "application/json", "accept": "text/event-stream"}
 CHILD_ENV: dict[str, str] = {}  # extra environment for the sim and proxy processes (--rev)
 
@@ -253,6 +254,7 @@ class Workload:
     raw: str  # the raw text the sim streams
     backend_chunks: int  # token chunks per request
     long: bool = False
+    responses_body: bytes = b""  # the same request on the Responses API
     planned_calls: list[dict[str, Any]] = field(default_factory=list)
     # Staggered: worker i starts i/concurrency of one request's duration late, so arrivals and
     # token phases spread evenly (a steady state); only the middle requests of each worker, which
@@ -268,10 +270,16 @@ class Workload:
         return range(1, self.per_worker - 1) if self.spread else range(self.per_worker)
 
 
-def script_body(raw: str, rate: float, note: str = "Benchmark stream.") -> bytes:
+def script_body(
+    raw: str, rate: float, note: str = "Benchmark stream.", responses: bool = False
+) -> bytes:
     script = json.dumps({"raw": raw, "chunks": []}, ensure_ascii=False)
     text = f"{note} SIM_RATE:{rate:g} SIM_SCRIPT:{script}"
-    body = {"model": "MiniMax-M2", "stream": True, "messages": [{"role": "user", "content": text}]}
+    body: dict[str, Any] = {"model": "MiniMax-M2", "stream": True}
+    if responses:
+        body["input"] = text
+    else:
+        body["messages"] = [{"role": "user", "content": text}]
     return json.dumps(body, ensure_ascii=False).encode()
 
 
@@ -292,8 +300,9 @@ def script_workload(
     chunks = -(-len(raw) // TOKEN_CHARS)
     body = script_body(raw, rate)
     return Workload(
-        key, label, concurrency, per_worker, rate, body, raw, chunks, staggered=staggered
-    )
+        key, label, concurrency, per_worker, rate, body, raw, chunks, staggered=staggered,
+        responses_body=script_body(raw, rate, responses=True),
+    )  # fmt: skip
 
 
 def long_workload(per_worker: int) -> Workload:
@@ -322,6 +331,9 @@ def long_workload(per_worker: int) -> Workload:
     label = f"long tools reply, 1 stream, full speed ({chunks} tokens, {len(calls)} calls)"
     w = Workload("long", label, 1, per_worker, 0.0, json.dumps(body).encode(), raw, chunks, True)
     w.planned_calls = calls
+    as_responses = {"model": "MiniMax-M2", "stream": True, "input": body["messages"][0]["content"],
+                    "tools": [{"type": "function", **tool["function"]}]}  # fmt: skip
+    w.responses_body = json.dumps(as_responses).encode()
     return w
 
 
@@ -351,6 +363,11 @@ def workloads(quick: bool) -> list[Workload]:
 
 
 WARMUP_BODY = script_body("ok\n</think>\n\nok", 0, "Warm-up.")
+WARMUP_RESPONSES = script_body("ok\n</think>\n\nok", 0, "Warm-up.", responses=True)
+
+
+def body_for(target: str, w: Workload) -> bytes:
+    return w.responses_body if target == "responses" else w.body
 
 
 # ---------------------------------------------------------------------------- the client
@@ -455,14 +472,14 @@ class HttpConn(asyncio.Protocol):
 class Target:
     """Where the load goes: keep-alive connections to one server, and the request bytes."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, path: str = "/v1/chat/completions") -> None:
         host, port = url.removeprefix("http://").rsplit(":", 1)
-        self.host, self.port = host, int(port)
+        self.host, self.port, self.path = host, int(port), path
         self.idle: list[HttpConn] = []
 
     def request(self, body: bytes) -> bytes:
         head = (
-            f"POST /v1/chat/completions HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
             "Content-Type: application/json\r\nAccept: text/event-stream\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         )
@@ -603,6 +620,8 @@ def sse_events(reads: list[tuple[float, bytes]]) -> Iterator[tuple[float, bytes]
         event = body[start:end].strip(b"\r\n")
         last = end + 1  # the event's last byte, in the body
         start = end + 2
+        if event.startswith(b"event:"):  # the Responses API names its events
+            event = event[event.find(b"\ndata:") + 1 :]
         if not event.startswith(b"data:"):
             continue
         piece = bisect.bisect_right(body_starts, last) - 1
@@ -620,6 +639,37 @@ class Stream:
     calls: dict[int, list[str]]  # index -> [name, arguments...]
     worker: int = 0
     n: int = 0
+
+
+_RESPONSES_TEXT = (b"response.reasoning_summary_text.delta", b"response.output_text.delta")
+
+
+def decode_responses(sample: Sample) -> Stream:
+    """:func:`decode_sample` for the Responses event stream: every delta event counts."""
+    times: list[float] = []
+    ends: list[int] = []
+    text: list[str] = []
+    calls: dict[int, list[str]] = {}
+    delivered = 0
+    for t, data in sse_events(sample.reads):
+        kind = data[9 : data.index(b'"', 9)]  # {"type":"…" comes first
+        event = msgspec.json.decode(data)
+        got = 0
+        if kind in _RESPONSES_TEXT:
+            text.append(event["delta"])
+            got = len(event["delta"])
+        elif kind == b"response.function_call_arguments.delta":
+            calls[len(calls) - 1].append(event["delta"])
+            got = len(event["delta"])
+        elif kind == b"response.output_item.added" and event["item"]["type"] == "function_call":
+            calls[len(calls)] = [event["item"]["name"]]
+            got = 1  # a call's item carries its name
+        if got:
+            delivered += got
+            times.append(t)
+            ends.append(delivered)
+    joined = "".join(text)
+    return Stream(sample.start, sample.end, times, ends, joined, calls, sample.worker, sample.n)
 
 
 def decode_sample(sample: Sample) -> Stream:
@@ -684,6 +734,28 @@ def proxy_text(raw: str) -> tuple[str, Any]:
     return "<think>\n" + r_body + "\n</think>\n\n" + t_body, raw_end
 
 
+def responses_text(raw: str) -> tuple[str, Any]:
+    """:func:`proxy_text` for the Responses API: the summary, then the message text."""
+    close = raw.index("</think>")
+    reasoning, rest = raw[:close], raw[close + 8 :]
+    r_body, t_body = reasoning.strip(), rest.strip()
+    r0 = len(reasoning) - len(reasoning.lstrip())
+    t0 = close + 8 + len(rest) - len(rest.lstrip())
+
+    def raw_end(p: int) -> int:
+        return r0 + p if p <= len(r_body) else t0 + p - len(r_body)
+
+    return r_body + t_body, raw_end
+
+
+def expected_text(target: str, raw: str) -> tuple[str, Any]:
+    if target == "proxy":
+        return proxy_text(raw)
+    if target == "responses":
+        return responses_text(raw)
+    return raw, lambda p: p
+
+
 def pct(values: Sequence[float], q: float) -> float:
     if not values:
         return math.nan
@@ -707,7 +779,7 @@ class Result:
 
 def check(w: Workload, target: str, streams: list[Stream]) -> list[str]:
     errors: list[str] = []
-    if w.long and target == "proxy":
+    if w.long and target in ("proxy", "responses"):
         for n, s in enumerate(streams):
             got = [
                 {"name": v[0], "arguments": json.loads("".join(v[1:]))}
@@ -716,7 +788,7 @@ def check(w: Workload, target: str, streams: list[Stream]) -> list[str]:
             if got != w.planned_calls:
                 errors.append(f"{target} request {n}: tool calls differ from the sim's plan")
         return errors[:5]
-    want = proxy_text(w.raw)[0] if target == "proxy" else w.raw
+    want = expected_text(target, w.raw)[0]
     for n, s in enumerate(streams):
         if s.text != want:
             errors.append(
@@ -762,7 +834,7 @@ def analyse(r: Result, base: list[float] | None) -> None:
     events = sum(len(s.token_times) for s in streams)
     added: list[float] = []
     if base is not None and not w.long:
-        raw_end = proxy_text(w.raw)[1] if r.target == "proxy" else (lambda p: p)
+        raw_end = expected_text(r.target, w.raw)[1]
         for s in streams:
             for t, end in zip(s.token_times, s.token_ends, strict=True):
                 k = min((raw_end(end) - 1) // TOKEN_CHARS, len(base) - 1)
@@ -794,8 +866,9 @@ def analyse(r: Result, base: list[float] | None) -> None:
 
 async def warm_up(target: Target, concurrency: int) -> None:
     """Open the client's connections (and the server's to the sim) before timing anything."""
+    body = WARMUP_RESPONSES if target.path == "/v1/responses" else WARMUP_BODY
     for _ in range(2):
-        samples, _ = await closed_loop(target, WARMUP_BODY, concurrency, 1)
+        samples, _ = await closed_loop(target, body, concurrency, 1)
         bad = [s.status for s in samples if s.status != 200]
         if bad:
             raise RuntimeError(f"warm-up against port {target.port} failed: statuses {bad[:5]}")
@@ -808,7 +881,8 @@ async def run_one(name: str, target: Target, w: Workload, servers: dict[str, Ser
     try:
         before = {n: s.cpu() for n, s in servers.items()}
         client0, busy0 = time.process_time(), common.machine_busy()
-        samples, wall = await closed_loop(target, w.body, w.concurrency, w.per_worker, w.spread)
+        body = body_for(name, w)
+        samples, wall = await closed_loop(target, body, w.concurrency, w.per_worker, w.spread)
         client, busy = time.process_time() - client0, common.machine_busy() - busy0
         after = {n: s.cpu() for n, s in servers.items()}
     finally:
@@ -818,7 +892,8 @@ async def run_one(name: str, target: Target, w: Workload, servers: dict[str, Ser
     # Everything else the machine did meanwhile (other processes, kernel threads), in cores.
     other = max(busy - sum(cpu.values()), 0.0) / wall
     errors = [f"{name}: status {s.status}" for s in samples if s.status != 200][:5]
-    streams = [decode_sample(s) for s in samples]
+    decode = decode_responses if name == "responses" else decode_sample
+    streams = [decode(s) for s in samples]
     errors += check(w, name, streams)
     result = Result(name, w, wall, streams, cpu, errors)
     result.figures["other_cores"] = other
@@ -937,12 +1012,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await wait_ready(relay)
             await wait_ready(proxy)
             targets = {"direct": Target(sim.url), "relay": Target(relay.url),
-                       "proxy": Target(proxy.url)}  # fmt: skip
+                       "proxy": Target(proxy.url),
+                       "responses": Target(proxy.url, "/v1/responses")}  # fmt: skip
             watched = {"direct": {"sim": sim}, "relay": {"sim": sim, "relay": relay},
-                       "proxy": {"sim": sim, "proxy": proxy}}  # fmt: skip
+                       "proxy": {"sim": sim, "proxy": proxy},
+                       "responses": {"sim": sim, "proxy": proxy}}  # fmt: skip
             try:
                 for t in TARGETS:  # first-use costs (imports, caches) out of the way
-                    await closed_loop(targets[t], loads[0].body, 4, 5)
+                    await closed_loop(targets[t], body_for(t, loads[0]), 4, 5)
                 for w in loads:
                     base = None
                     for t in TARGETS:
@@ -954,7 +1031,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         results.append(r)
                         f = r.figures
                         print(
-                            f"{w.key:10} {t:6} wall {r.wall:6.2f}s total {f['total_mean']:8.1f}ms"
+                            f"{w.key:10} {t:9} wall {r.wall:6.2f}s total {f['total_mean']:8.1f}ms"
                             f" ttft p50 {f['ttft_p50']:7.1f} gap p99 {f['gap_p99']:6.2f}"
                             f" added p50/p99 {f['added_p50']:6.2f}/{f['added_p99']:6.2f}"
                             f" tok/s {f['tokens_per_s']:8.0f} chunks/req {f['chunks_per_req']:6.1f}"
@@ -1145,15 +1222,25 @@ def targets(
         rows.append(("1 long stream full speed: time vs relay",
                      f"{ratio:.2f}x ({px['total_mean']:.1f} vs {rl['total_mean']:.1f} ms)",
                      "<= 1.5x", ratio <= 1.5))  # fmt: skip
-    ratios = [
-        r.figures["chunks_per_req"] / r.figures["backend_per_req"]
-        for r in results
-        if r.target == "proxy"
-    ]
-    if ratios:
-        lo, hi = min(ratios), max(ratios)
-        rows.append(("nothing held back: proxy chunks per request / backend chunks",
-                     f"{lo:.2f} to {hi:.2f}", "0.9 to 1.1", lo >= 0.9 and hi <= 1.1))  # fmt: skip
+    worst = 0.0
+    for key in dict.fromkeys(r.workload.key for r in results):
+        px, rs = _get(results, key, "proxy"), _get(results, key, "responses")
+        if px and rs:
+            worst = max(worst, rs["cpu_proxy"] / px["cpu_proxy"])
+    if worst:
+        rows.append(("Responses API: proxy CPU per backend chunk vs chat completions "
+                     "(worst scenario)", f"{worst:.2f}x", "<= 1.15x", worst <= 1.15))  # fmt: skip
+    for api, target in (("proxy", "proxy"), ("Responses", "responses")):
+        ratios = [
+            r.figures["chunks_per_req"] / r.figures["backend_per_req"]
+            for r in results
+            if r.target == target
+        ]
+        if ratios:
+            lo, hi = min(ratios), max(ratios)
+            rows.append((f"nothing held back: {api} chunks per request / backend chunks",
+                         f"{lo:.2f} to {hi:.2f}", "0.9 to 1.1",
+                         lo >= 0.9 and hi <= 1.1))  # fmt: skip
     if "proxy" in idle:
         m = idle["proxy"]
         rows.append((f"{m['streams']:.0f} idle open streams: proxy memory per stream",
@@ -1183,7 +1270,9 @@ def markdown(out: dict[str, Any], command: str, elapsed: float) -> str:
         "",
         "Targets: **direct** = the simulated backend, **relay** = a minimal aiohttp pass-through "
         "(no parsing), **proxy** = this project (one hypercorn worker, default settings: thinking "
-        "passed through as `<think>` text). Sim, target and load generator share the 2 cores. "
+        "passed through as `<think>` text), **responses** = the same proxy process answering the "
+        "same backend reply on `POST /v1/responses` (reasoning as summary deltas). "
+        "Sim, target and load generator share the 2 cores. "
         "Each request is a ~200-token reasoning-then-text reply (4 characters a token); the "
         "long one is the sim's `long parallel` tools reply. At 100 tok/s, 64 and 256 streams are "
         "*staggered* (start times and token phases spread evenly; each worker's middle request, "
@@ -1231,18 +1320,22 @@ def markdown(out: dict[str, Any], command: str, elapsed: float) -> str:
         "divided by the backend token chunks carried. *sim* is the backend's own cost in the "
         "same run, *client* this load generator's.",
         "",
-        "| scenario | relay | proxy | proxy / relay | sim (direct) | client (direct / relay / "
-        "proxy) | other load, cores (direct / relay / proxy) |",
-        "|---|--:|--:|--:|--:|--:|--:|",
+        "| scenario | relay | proxy | proxy / relay | proxy, Responses API (/ chat) "
+        "| sim (direct) | client (direct / relay / proxy) "
+        "| other load, cores (direct / relay / proxy) |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for key in dict.fromkeys(r.workload.key for r in results):
-        d, rl, px = (_get(results, key, t) for t in TARGETS)
+        d, rl, px, rs = (_get(results, key, t) for t in TARGETS)
         if not (d and rl and px):
             continue
         label = next(r.workload.label for r in results if r.workload.key == key)
+        on_responses = (
+            f"{rs['cpu_proxy']:.4f} ({rs['cpu_proxy'] / px['cpu_proxy']:.2f}x)" if rs else "–"
+        )
         lines.append(
             f"| {label} | {rl['cpu_relay']:.4f} | {px['cpu_proxy']:.4f} "
-            f"| {px['cpu_proxy'] / rl['cpu_relay']:.2f}x | {d['cpu_sim']:.4f} "
+            f"| {px['cpu_proxy'] / rl['cpu_relay']:.2f}x | {on_responses} | {d['cpu_sim']:.4f} "
             f"| {d['cpu_client']:.4f} / {rl['cpu_client']:.4f} / {px['cpu_client']:.4f} "
             f"| {d['other_cores']:.2f} / {rl['other_cores']:.2f} / {px['other_cores']:.2f} |"
         )
@@ -1284,7 +1377,7 @@ def markdown(out: dict[str, Any], command: str, elapsed: float) -> str:
 
 
 def plot(results: list[Result], path: Path) -> None:
-    """CPU per backend chunk (relay, proxy) and p99 gap (all targets) by scenario.
+    """CPU per backend chunk (relay, proxy on both APIs) and p99 gap (all targets) by scenario.
 
     Hatched bars: runs that other processes disturbed (over ``QUIET_CORES`` of other load).
     """
@@ -1311,7 +1404,12 @@ def plot(results: list[Result], path: Path) -> None:
         ax.set_xticks(xs, labels)
         ax.legend()
 
-    bars(ax1, ("relay", "proxy"), lambda t: f"cpu_{t}", 1e3)
+    bars(
+        ax1,
+        ("relay", "proxy", "responses"),
+        lambda t: "cpu_relay" if t == "relay" else "cpu_proxy",
+        1e3,
+    )
     ax1.set_ylabel("server CPU µs per backend chunk")
     ax1.set_title("CPU per backend chunk")
     bars(ax2, TARGETS, lambda t: "gap_p99", 1.0)
