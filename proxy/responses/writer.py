@@ -103,6 +103,7 @@ _TEXT_DELTA = _head("response.output_text.delta")
 _SUMMARY_DELTA = _head("response.reasoning_summary_text.delta")
 _REASONING_DELTA = _head("response.reasoning_text.delta")
 _ARGS_DELTA = _head("response.function_call_arguments.delta")
+_BRIEF = ("id", "object", "created_at", "status", "model", "output")
 
 
 class ResponsesResult:
@@ -262,17 +263,22 @@ class ResponsesStream(ResponsesResult):
         self._n = 0
         self._out: list[bytes] = []
         self._events = self._out
-        self._in_progress = b""
+        self._ping = b""
 
     def start(self) -> bytes:
-        snapshot = _enc(self._response("in_progress", []))
-        self._in_progress = b',"response":' + snapshot + b"}\n\n"
-        return _head("response.created") + self._seq() + self._in_progress + self.ping()
+        snapshot = self._response("in_progress", [])
+        whole = b',"response":' + _enc(snapshot) + b"}\n\n"
+        # Keep-alives repeat only what identifies the response: a client's tools can
+        # make the whole object tens of kilobytes.
+        brief = {k: snapshot[k] for k in _BRIEF}
+        self._ping = b',"response":' + _enc(brief) + b"}\n\n"
+        created = _head("response.created") + self._seq() + whole
+        return created + _head("response.in_progress") + self._seq() + whole
 
     def ping(self) -> bytes:
         """``response.in_progress``: an event (Codex's idle timer counts events, not
         comments) that the openai SDK accepts at any point of the stream."""
-        return _head("response.in_progress") + self._seq() + self._in_progress
+        return _head("response.in_progress") + self._seq() + self._ping
 
     def ops(self, ops: list[Op]) -> bytes:  # type: ignore[override]
         super().ops(ops)
