@@ -622,6 +622,19 @@ def test_text_format_and_sampling_reach_the_backend(rc: Client, sim: SimServer) 
     }
 
 
+def test_chat_shaped_tools_and_listed_instructions(rc: Client, sim: SimServer) -> None:
+    chat_tool = {"type": "function", "function": {k: v for k, v in WEATHER.items() if k != "type"}}
+    r = rc.sdk.responses.create(
+        model="m",
+        input="weather?",
+        tools=[chat_tool],  # type: ignore[list-item]
+        instructions=[{"role": "developer", "content": "Be terse."}],  # type: ignore[arg-type]
+    )
+    assert r.output[-1].name == "get_weather"
+    sent = [q for q in sim.requests if q.path == "/v1/chat/completions"][-1].body
+    assert sent["messages"][0] == {"role": "system", "content": "Be terse."}
+
+
 def test_tool_choice_forms(rc: Client, sim: SimServer) -> None:
     rc.sdk.responses.create(model="m", input="weather?", tools=[WEATHER, WRITE], tool_choice="none")
     assert "tools" not in [q for q in sim.requests if q.path == "/v1/chat/completions"][-1].body

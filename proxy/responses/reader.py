@@ -97,6 +97,10 @@ def plan_responses(body: Any, settings: Settings, backend_model: str | None) -> 
     if model is not None and not isinstance(model, str):
         raise bad("model must be a string", "model")
     instructions = body.get("instructions")
+    if isinstance(instructions, list):  # a prompt's instructions come back as message items
+        instructions = "\n\n".join(
+            _text(i.get("content"), "instructions") for i in instructions if isinstance(i, dict)
+        )
     if instructions is not None and not isinstance(instructions, str):
         raise bad("instructions must be a string", "instructions")
     previous = body.get("previous_response_id")
@@ -206,6 +210,8 @@ def _tools(
 
 
 def _function(tool: dict[str, Any], where: str, prefix: str = "") -> dict[str, Any]:
+    if "name" not in tool and isinstance(tool.get("function"), dict):
+        tool = tool["function"]  # the chat-completions shape, which the openai SDK also allows
     name = tool.get("name")
     if not isinstance(name, str) or not name:
         raise bad(f"{where}: a function tool needs a name", "tools")
