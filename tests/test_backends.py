@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 
 from proxy.sim import SimServer, start_sim
 from tests.servers import Background, ProxyServer, settings_for
 from tests.test_openai import collect
+from tests.test_operations import metric
 
 QUESTION = "What is the weather in Paris for the next few days?"
 SCHEMA = {
@@ -204,3 +206,105 @@ def test_tool_round_trip(servers: Any, name: str, api: str, stream: bool) -> Non
         assert got.reasoning == expected.reasoning and got.text.strip() == expected.text.strip()
     assert "<" not in got.text + got.answer, "no markup leaks"
     assert got.reasoning.strip() and "think>" not in got.reasoning
+
+
+# ---------------------------------------------------------------------------- BACKEND_TOOL_CHOICE
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": SCHEMA}}]
+
+
+def _ask(text: str = QUESTION, **kw: Any) -> dict[str, Any]:
+    return {"model": "m", "messages": [{"role": "user", "content": text}], "tools": TOOLS, **kw}
+
+
+def _sent(sim: SimServer) -> list[tuple[int | None, Any]]:
+    """(status, tool_choice or "-" when absent) of each chat request the backend saw."""
+    return [
+        (r.status, r.body.get("tool_choice", "-"))
+        for r in sim.requests
+        if r.path == "/v1/chat/completions"
+    ]
+
+
+@pytest.fixture
+def vllm(bg: Background) -> Iterator[SimServer]:
+    server = bg.run(start_sim(mode="vllm"))
+    yield server
+    bg.run(server.close())
+
+
+def test_auto_detect_retries_before_the_first_byte(
+    make_proxy: Any, vllm: SimServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    proxy = make_proxy(vllm.url)
+    assert httpx.get(proxy.url + "/ready").json()["backend_tool_choice"] == "omit"
+    with openai.OpenAI(base_url=proxy.url + "/v1", api_key="x", max_retries=0) as c:
+        got = collect(c.chat.completions.create(**_ask(), stream=True))
+        assert got["finish_reason"] == "tool_calls" and got["calls"][0]["name"] == "get_weather"
+        assert got["chunks"][0].choices[0].delta.role == "assistant"
+        # The refusal happened once; from then on the backend gets "none" at once.
+        assert _sent(vllm) == [(400, "-"), (200, "none")]
+        c.chat.completions.create(**_ask("again"))
+        c.chat.completions.create(**_ask("no tools", tools=None))
+    assert _sent(vllm)[2:] == [(200, "none"), (200, "-")]
+    with anthropic.Anthropic(base_url=proxy.url, api_key="x", max_retries=0) as a:
+        tools = [{"name": "get_weather", "input_schema": SCHEMA}]
+        with a.messages.stream(model="m", max_tokens=4096, tools=tools,
+                               messages=[{"role": "user", "content": QUESTION}]) as s:  # fmt: skip
+            assert s.get_final_message().stop_reason == "tool_use"
+    assert _sent(vllm)[-1] == (200, "none")
+    switched = [r for r in caplog.records if "sending tool_choice" in r.getMessage()]
+    assert len(switched) == 1, "logged once"
+    ready = httpx.get(proxy.url + "/ready").json()
+    assert ready["backend_tool_choice"] == "none"
+    assert ready["backend_tool_choice_setting"] == "auto-detect"
+    text = httpx.get(proxy.url + "/metrics").text
+    assert metric(text, "minimax_proxy_backend_tool_choice", mode="none") == 1
+    assert metric(text, "minimax_proxy_backend_tool_choice", mode="omit") == 0
+
+
+def test_omit_reports_the_refusal_with_the_setting_to_change(
+    make_proxy: Any, vllm: SimServer
+) -> None:
+    proxy = make_proxy(vllm.url, BACKEND_TOOL_CHOICE="omit")
+    with openai.OpenAI(base_url=proxy.url + "/v1", api_key="x", max_retries=0) as c:
+        with pytest.raises(openai.BadRequestError) as info:
+            c.chat.completions.create(**_ask(), stream=True)
+    err = info.value.body
+    assert isinstance(err, dict) and err["code"] == "backend_tool_choice"
+    assert "enable-auto-tool-choice" in err["message"] and "BACKEND_TOOL_CHOICE" in err["message"]
+    r = httpx.post(proxy.url + "/v1/messages", json={
+        "model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"name": "get_weather", "input_schema": SCHEMA}]})  # fmt: skip
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+    assert _sent(vllm) == [(400, "-"), (400, "-")], "never retried"
+    assert httpx.get(proxy.url + "/ready").json()["backend_tool_choice"] == "omit"
+
+
+def test_none_is_sent_with_tools_only(make_proxy: Any, sim: SimServer) -> None:
+    proxy = make_proxy(BACKEND_TOOL_CHOICE="none")
+    with openai.OpenAI(base_url=proxy.url + "/v1", api_key="x", max_retries=0) as c:
+        c.chat.completions.create(**_ask())
+        c.chat.completions.create(**_ask("plain", tools=None))
+        c.chat.completions.create(**_ask("no tools wanted", tool_choice="none"))
+    assert _sent(sim) == [(200, "none"), (200, "-"), (200, "-")]
+    assert "tools" not in sim.requests[-1].body  # the client's "none": no tools offered
+
+
+def test_client_tool_choice_keeps_its_meaning(make_proxy: Any, vllm: SimServer) -> None:
+    proxy = make_proxy(vllm.url)
+    with openai.OpenAI(base_url=proxy.url + "/v1", api_key="x", max_retries=0) as c:
+        one = c.chat.completions.create(**_ask("do these in parallel", parallel_tool_calls=False))
+        assert len(one.choices[0].message.tool_calls or []) == 1
+        c.chat.completions.create(**_ask(tool_choice="required"))
+    hinted = vllm.requests[-1].body
+    assert hinted["tool_choice"] == "none" and "You must respond by calling" in json.dumps(hinted)
+
+
+def test_other_backend_errors_are_not_retried(make_proxy: Any, vllm: SimServer) -> None:
+    proxy = make_proxy(vllm.url)
+    with openai.OpenAI(base_url=proxy.url + "/v1", api_key="x", max_retries=0) as c:
+        with pytest.raises(openai.BadRequestError):
+            c.chat.completions.create(**_ask("SIM_FAULT:http400_context"))
+    assert _sent(vllm) == [(400, "-")]
+    assert httpx.get(proxy.url + "/ready").json()["backend_tool_choice"] == "omit"
