@@ -3,10 +3,16 @@
 Starts the simulated backend and the proxy on free loopback ports, then
 streams a tool-call round trip: the model thinks, calls a tool, gets the
 result back (with its thinking, as MiniMax-M2 needs) and answers.
+
+``--sim-mode`` (or ``SIM_MODE``; ``make demo SIM_MODE=vllm``) makes the
+simulated backend behave like another server, e.g. ``vllm``: a stock
+``vllm serve`` that refuses tools without a tool parser, which the proxy
+detects on the first request (BACKEND_TOOL_CHOICE=auto-detect).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import socket
@@ -16,7 +22,10 @@ import time
 from contextlib import ExitStack
 from typing import Any
 
+import httpx
 import openai
+
+from .sim_modes import MODES
 
 TOOLS = [
     {
@@ -118,7 +127,11 @@ def _stream_turn(client: openai.OpenAI, messages: list[dict[str, Any]]) -> dict[
     return message
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    cli = argparse.ArgumentParser(prog="python -m proxy.demo", description=__doc__)
+    cli.add_argument("--sim-mode", choices=MODES, default=os.environ.get("SIM_MODE") or "tabby",
+                     help="the simulated backend's manners (default: SIM_MODE or tabby)")  # fmt: skip
+    mode = cli.parse_args(argv).sim_mode
     sim_port, proxy_port = _free_port(), _free_port()
     env = {**os.environ, "TABBY_URL": f"http://127.0.0.1:{sim_port}", "PORT": str(proxy_port),
            "HOST": "127.0.0.1", "LOG_LEVEL": "warning"}  # fmt: skip
@@ -133,6 +146,8 @@ def main() -> None:
                 str(sim_port),
                 "--tokens-per-second",
                 "120",
+                "--mode",
+                mode,
             ],
         )
         stack.callback(sim.terminate)
@@ -141,7 +156,7 @@ def main() -> None:
         stack.callback(proxy.terminate)
         _wait(f"http://127.0.0.1:{proxy_port}/health", proxy)
         base = f"http://127.0.0.1:{proxy_port}/v1"
-        print(_style("1", f"minimax-m2-proxy on {base}, simulated MiniMax-M2 behind it\n"))
+        print(_style("1", f"minimax-m2-proxy on {base}, simulated MiniMax-M2 ({mode}) behind it\n"))
 
         client = openai.OpenAI(base_url=base, api_key="demo")
         messages: list[dict[str, Any]] = [
@@ -158,6 +173,9 @@ def main() -> None:
         print(_style("1", "\nsecond turn (history sent back with the thinking):"))
         _stream_turn(client, messages)
         print(_style("32", "\nround trip complete: thinking, tool call, tool result, answer."))
+        ready = httpx.get(f"http://127.0.0.1:{proxy_port}/ready").json()
+        print(f"backend tool_choice sent with tools: {ready['backend_tool_choice']} "
+              f"(BACKEND_TOOL_CHOICE={ready['backend_tool_choice_setting']})")  # fmt: skip
 
 
 if __name__ == "__main__":
