@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -562,12 +563,14 @@ def test_every_fault_is_tested() -> None:
     assert tested == FAULTS
 
 
-async def test_cli_main_serves() -> None:
+@contextlib.asynccontextmanager
+async def cli_sim(*args: str) -> AsyncIterator[str]:
+    """The simulated backend's command line, run with ``args``; yields its chat URL once up."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     proc = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "proxy.sim", "--port", str(port), "--fault", "http429"),
+        *(sys.executable, "-m", *args, "--port", str(port)),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
@@ -580,12 +583,16 @@ async def test_cli_main_serves() -> None:
                         break
                 except aiohttp.ClientConnectionError:
                     await asyncio.sleep(0.05)
-            url = f"http://127.0.0.1:{port}/v1/chat/completions"
-            async with http.post(url, json={"messages": user("x")}) as resp:
-                assert resp.status == 429
+        yield f"http://127.0.0.1:{port}/v1/chat/completions"
     finally:
         proc.terminate()
         await proc.wait()
+
+
+async def test_cli_main_serves(http: aiohttp.ClientSession) -> None:
+    async with cli_sim("proxy.sim", "--fault", "http429") as url:
+        async with http.post(url, json={"messages": user("x")}) as resp:
+            assert resp.status == 429
 
 
 # ------------------------------------------------------------------------------ server modes
@@ -656,27 +663,8 @@ async def test_images_need_a_multimodal_server(http: aiohttp.ClientSession) -> N
         SimOptions(mode="llamafile")
 
 
-async def test_cli_mode_flag() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    proc = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "proxy", "sim", "--port", str(port), "--mode", "vllm"),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        async with aiohttp.ClientSession() as http:
-            for _ in range(100):
-                try:
-                    async with http.get(f"http://127.0.0.1:{port}/health") as resp:
-                        break
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.05)
-            url = f"http://127.0.0.1:{port}/v1/chat/completions"
-            async with http.post(url, json={"messages": user("x"), "tools": [SEARCH]}) as resp:
-                assert resp.status == 400
-                assert "enable-auto-tool-choice" in (await resp.json())["error"]["message"]
-    finally:
-        proc.terminate()
-        await proc.wait()
+async def test_cli_mode_flag(http: aiohttp.ClientSession) -> None:
+    async with cli_sim("proxy", "sim", "--mode", "vllm") as url:
+        async with http.post(url, json={"messages": user("x"), "tools": [SEARCH]}) as resp:
+            assert resp.status == 400
+            assert "enable-auto-tool-choice" in (await resp.json())["error"]["message"]
