@@ -129,8 +129,13 @@ def _stream_turn(client: openai.OpenAI, messages: list[dict[str, Any]]) -> dict[
 
 def main(argv: list[str] | None = None) -> None:
     cli = argparse.ArgumentParser(prog="python -m proxy.demo", description=__doc__)
-    cli.add_argument("--sim-mode", choices=MODES, default=os.environ.get("SIM_MODE") or "tabby",
-                     help="the simulated backend's manners (default: SIM_MODE or tabby)")  # fmt: skip
+    default = os.environ.get("SIM_MODE") or "tabby"
+    cli.add_argument(
+        "--sim-mode",
+        choices=MODES,
+        default=default,
+        help="the simulated backend's manners (default: SIM_MODE or tabby)",
+    )
     mode = cli.parse_args(argv).sim_mode
     sim_port, proxy_port = _free_port(), _free_port()
     env = {**os.environ, "TABBY_URL": f"http://127.0.0.1:{sim_port}", "PORT": str(proxy_port),

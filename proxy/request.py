@@ -29,6 +29,7 @@ __all__ = [
     "Plan",
     "backend_body",
     "bad",
+    "base64_size",
     "check_temperature",
     "data_url",
     "image_note",
@@ -157,6 +158,11 @@ def image_note(media_type: str | None, size_bytes: int | None, kind: str = "imag
     return f"[{kind} omitted{where}; this model reads text only]"
 
 
+def base64_size(data: str) -> int:
+    """The decoded size of base64 text, without decoding it."""
+    return len(data) * 3 // 4 - data[-2:].count("=")
+
+
 def data_url(url: str) -> tuple[str | None, int | None]:
     """(media type, decoded size) of a ``data:`` URL; of another URL, the type its name implies."""
     if not url.startswith("data:"):
@@ -164,7 +170,7 @@ def data_url(url: str) -> tuple[str | None, int | None]:
     head, _, data = url[5:].partition(",")
     media_type = head.split(";", 1)[0] or None
     if head.endswith(";base64"):
-        return media_type, len(data) * 3 // 4 - data[-2:].count("=")
+        return media_type, base64_size(data)
     return media_type, len(data)
 
 

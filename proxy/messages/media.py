@@ -7,17 +7,12 @@ source is text, which this model reads as it is. See :mod:`proxy.request`.
 
 from __future__ import annotations
 
-import mimetypes
 from typing import Any
 
 from ..config import Settings
-from ..request import bad, image_part, media_note_part
+from ..request import bad, base64_size, data_url, image_part, media_note_part
 
 __all__ = ["media_part", "parts_content"]
-
-
-def _base64_size(data: str) -> int:
-    return len(data) * 3 // 4 - data[-2:].count("=")
 
 
 def media_part(block: dict[str, Any], settings: Settings, where: str) -> dict[str, Any]:
@@ -37,12 +32,12 @@ def media_part(block: dict[str, Any], settings: Settings, where: str) -> dict[st
         if kind == "image" and settings.backend_images == "pass":
             url = f"data:{media_type or 'image/png'};base64,{data}"
             return image_part({"image_url": {"url": url}}, settings, where)
-        return media_note_part(media_type, _base64_size(data), kind)
+        return media_note_part(media_type, base64_size(data), kind)
     if stype == "url" and isinstance(source.get("url"), str):
         url = source["url"]
         if kind == "image" and settings.backend_images == "pass":
             return image_part({"image_url": {"url": url}}, settings, where)
-        return media_note_part(mimetypes.guess_type(url.split("?", 1)[0])[0], None, kind)
+        return media_note_part(*data_url(url), kind)
     if stype == "file":  # the Files API: nothing this proxy can fetch
         return media_note_part(None, None, kind)
     if kind == "document" and stype == "text" and isinstance(data, str):
