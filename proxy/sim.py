@@ -4,7 +4,10 @@ It speaks OpenAI chat completions the way TabbyAPI does with no tool parser conf
 model text goes out in ``choices[0].delta.content`` (or ``message.content``) unparsed, events are
 ``data: {json}\\n\\n`` and the stream ends with ``data: [DONE]``. Everything is deterministic:
 the reply is chosen from the request and seeded by its text, so tests can predict it and the
-request log (``GET /_sim/requests``) records what was planned and how far it got.
+request log (``GET /_sim/requests``) records what was planned and how far it got. That is
+the default ``tabby`` mode; ``--mode`` (``SimOptions.mode``) gives it the manners of stock vLLM,
+vLLM with its parsers, vLLM's append-think reasoning parser or SGLang instead, and a request
+with image parts gets a 400 unless it is ``--multimodal`` (see ``proxy/sim_modes.py``).
 
 Reply rules (the raw output always starts inside reasoning with no ``<think>``, because the
 MiniMax-M2 template pre-opens it, and closes it with ``</think>\\n\\n``):
