@@ -101,6 +101,7 @@ class SimOptions:
     model: str = "MiniMax-M2"
     mode: str = "tabby"  # which server's manners: see proxy/sim_modes.py
     multimodal: bool = False  # accept image parts (a text-only model refuses them)
+    reasoning_field: str = "reasoning"  # parsing modes; vLLM before 0.11: reasoning_content
     token_chars: int = 4
     tokens_per_second: float = 0.0  # 0: as fast as the socket takes them
     fault: str | None = None
@@ -112,6 +113,8 @@ class SimOptions:
     log_limit: int = 1_000  # request records kept; bounds memory in soak runs
 
     def __post_init__(self) -> None:
+        if self.reasoning_field not in ("reasoning", "reasoning_content"):
+            raise ValueError("reasoning_field must be reasoning or reasoning_content")
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}; known: {', '.join(MODES)}")
         if self.fault is not None and self.fault not in FAULTS:
@@ -370,7 +373,7 @@ class _Sim:
             return _error(500, "simulated generation failure", "server_error")
         assert isinstance(reply.pieces, list)
         usage = reply.usage or _usage(prompt_tokens, len(reply.pieces))
-        msg = message(o.mode, reply.raw, body)
+        msg = message(o.mode, reply.raw, body, o.reasoning_field)
         finish = "tool_calls" if msg.get("tool_calls") else reply.finish_reason
         choice = {"index": 0, "message": msg, "finish_reason": finish}
         data = _ENC.encode({"id": rec.response_id, "object": "chat.completion",
@@ -440,7 +443,8 @@ class _Stream:
                 tokens = tokens[:at]
             pieces = tokens
             if o.mode in PARSING:
-                pieces = parsed = deltas(o.mode, reply.raw, tokens, self.body)
+                field = o.reasoning_field
+                pieces = parsed = deltas(o.mode, reply.raw, tokens, self.body, field)
                 if any("tool_calls" in d for d in parsed):
                     finish = "tool_calls"
         try:
@@ -601,6 +605,11 @@ def main(argv: list[str] | None = None) -> None:
         "tool_format); see proxy/sim_modes.py",
     )  # fmt: skip
     cli.add_argument("--multimodal", action="store_true", help="accept image parts")
+    cli.add_argument(
+        "--reasoning-field", choices=("reasoning", "reasoning_content"),
+        default=defaults.reasoning_field,
+        help="where the parsing modes put reasoning (reasoning_content: vLLM before 0.11)",
+    )  # fmt: skip
     cli.add_argument("--fault", choices=sorted(FAULTS), help="apply this fault to every request")
     cli.add_argument("--crlf", action="store_true", help="end SSE lines with \\r\\n")
     args = vars(cli.parse_args(argv))

@@ -6,7 +6,8 @@
   ``"auto"`` tool_choice get vLLM's 400; with ``"none"`` the tools are still
   rendered into the prompt (the model may call them) and the raw text comes back.
 - ``vllm-parsers``: vLLM with ``--enable-auto-tool-choice --tool-call-parser minimax_m2
-  --reasoning-parser minimax_m2``: reasoning in ``reasoning``; with tools and no
+  --reasoning-parser minimax_m2``: reasoning in ``reasoning`` (``reasoning_content`` before
+  vLLM 0.11: ``SimOptions.reasoning_field``); with tools and no
   ``"none"``, tool calls parsed by vLLM and streamed whole (one delta per invoke);
   with ``"none"``, no tool parser runs and the raw XML stays in ``content``.
 - ``vllm-append-think``: the same with ``--reasoning-parser minimax_m2_append_think``:
@@ -120,9 +121,11 @@ def _segments(mode: str, raw: str, body: dict[str, Any]) -> tuple[str, list[tupl
     return text, out
 
 
-def deltas(mode: str, raw: str, pieces: list[str], body: dict[str, Any]) -> list[dict[str, Any]]:
+def deltas(
+    mode: str, raw: str, pieces: list[str], body: dict[str, Any], field: str = "reasoning"
+) -> list[dict[str, Any]]:
     """The stream's deltas: ``pieces`` (the raw text's tokens) as a :data:`PARSING` server
-    sends them."""
+    sends them, reasoning in ``field``."""
     text, segments = _segments(mode, raw, body)
     if mode == "vllm-append-think":
         pieces = ["<think>" + pieces[0], *pieces[1:]] if pieces else ["<think>"]
@@ -134,7 +137,7 @@ def deltas(mode: str, raw: str, pieces: list[str], body: dict[str, Any]) -> list
             kind, seg_end, payload = segments[seg]
             lo, hi = max(pos, seg_start), min(end, seg_end)
             if kind in ("reasoning", "content") and hi > lo:
-                out.append({kind: text[lo:hi]})
+                out.append({field if kind == "reasoning" else kind: text[lo:hi]})
             elif kind == "call" and seg_end <= end:
                 out.append({"tool_calls": [_tool_delta(calls, payload)]})
                 calls += 1
@@ -150,14 +153,14 @@ def _tool_delta(index: int, call: dict[str, Any]) -> dict[str, Any]:
             "function": {"name": call["name"], "arguments": call["arguments"]}}  # fmt: skip
 
 
-def message(mode: str, raw: str, body: dict[str, Any]) -> dict[str, Any]:
+def message(mode: str, raw: str, body: dict[str, Any], field: str = "reasoning") -> dict[str, Any]:
     """The non-streamed ``message`` for ``raw``."""
     if mode not in PARSING:
         return {"role": "assistant", "content": raw}
-    parts = deltas(mode, raw, [raw], body)
+    parts = deltas(mode, raw, [raw], body, field)
     msg: dict[str, Any] = {"role": "assistant", "content": None}
     for d in parts:
-        for key in ("reasoning", "content"):
+        for key in (field, "content"):
             if key in d:
                 msg[key] = (msg.get(key) or "") + d[key]
         if "tool_calls" in d:

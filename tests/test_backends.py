@@ -139,6 +139,7 @@ class Backend:
     env: dict[str, str] = field(default_factory=dict)  # proxy settings
     proxy_parses: bool = True  # False: the backend's own tool parser, passed through
     tool_choice: str | None = None  # what backend requests with tools must carry
+    sim: dict[str, Any] = field(default_factory=dict)  # other SimOptions
 
 
 BACKENDS = {
@@ -146,6 +147,12 @@ BACKENDS = {
     "vllm (stock, auto-detected)": Backend("vllm", tool_choice="none"),
     "vllm-parsers, tool choice none": Backend(
         "vllm-parsers", {"BACKEND_TOOL_CHOICE": "none"}, tool_choice="none"
+    ),
+    "older vllm-parsers (reasoning_content), tool choice none": Backend(
+        "vllm-parsers",
+        {"BACKEND_TOOL_CHOICE": "none"},
+        tool_choice="none",
+        sim={"reasoning_field": "reasoning_content"},
     ),
     "vllm-append-think, tool choice none": Backend(
         "vllm-append-think", {"BACKEND_TOOL_CHOICE": "none"}, tool_choice="none"
@@ -163,9 +170,10 @@ def servers(bg: Background) -> Iterator[Callable[[str, Backend], tuple[SimServer
     proxies: dict[str, ProxyServer] = {}
 
     def get(name: str, backend: Backend) -> tuple[SimServer, ProxyServer]:
-        if backend.mode not in sims:
-            sims[backend.mode] = bg.run(start_sim(mode=backend.mode))
-        sim = sims[backend.mode]
+        key = f"{backend.mode} {backend.sim}"
+        if key not in sims:
+            sims[key] = bg.run(start_sim(mode=backend.mode, **backend.sim))
+        sim = sims[key]
         if name not in proxies:
             proxies[name] = bg.run(ProxyServer(settings_for(sim.url, backend.env)).start())
         sim.reset()

@@ -634,6 +634,12 @@ async def test_vllm_parsers_stream_whole_invokes(http: aiohttp.ClientSession) ->
         # tool_choice "none": no tool parser runs; the reasoning parser still does.
         s = await stream(http, sim, user("find it"), tools=tools, tool_choice="none")
         assert "<minimax:tool_call>" in s.content and "</think>" not in s.content
+    async with await start_sim(mode="vllm-parsers", reasoning_field="reasoning_content") as sim:
+        s = await stream(http, sim, user("find it"), tools=tools)
+        fields = {k for c in s.chunks if c["choices"] for k in c["choices"][0]["delta"]}
+        assert "reasoning_content" in fields and "reasoning" not in fields
+        _, body = await complete(http, sim, user("find it"), tools=tools)
+        assert body["choices"][0]["message"]["reasoning_content"].startswith("The user says")
 
 
 async def test_append_think_and_sglang(http: aiohttp.ClientSession) -> None:
