@@ -27,8 +27,9 @@ redis: setup
 test: setup redis
 	$(PY) -m pytest -q -p no:cacheprovider --cov=parser --cov-report=term-missing:skip-covered --cov-fail-under=95
 
+# SIM_MODE=vllm (or vllm-parsers, vllm-append-think, sglang): the simulated backend's manners.
 demo: setup
-	$(PY) -m proxy.demo
+	$(PY) -m proxy.demo $(if $(SIM_MODE),--sim-mode $(SIM_MODE))
 
 run: setup
 	$(PY) -m proxy

@@ -96,6 +96,8 @@ class Settings:
     backend_connect_timeout: float = _opt(_positive_float, "BACKEND_CONNECT_TIMEOUT")
     backend_idle_timeout: float | None = _opt(_positive_float, "BACKEND_IDLE_TIMEOUT")
     backend_model: str | None = _opt(_optional, "BACKEND_MODEL")
+    backend_tool_choice: str = _opt(_choice("auto-detect", "none", "omit"), "BACKEND_TOOL_CHOICE")
+    backend_images: str = _opt(_choice("text", "pass"), "BACKEND_IMAGES")
     model_aliases: tuple[str, ...] = _opt(_list, "MODEL_ALIASES")
     auth_api_key: str | None = _opt(_optional, "AUTH_API_KEY")
     starts_in_think: bool = _opt(_bool, "STARTS_IN_THINK")
@@ -164,6 +166,8 @@ _DEFAULTS: dict[str, str] = {
     "TABBY_TIMEOUT": "300",
     "BACKEND_CONNECT_TIMEOUT": "10",
     "BACKEND_MODEL": "",
+    "BACKEND_TOOL_CHOICE": "auto-detect",
+    "BACKEND_IMAGES": "text",
     "MODEL_ALIASES": "minimax-m2,MiniMax-M2",
     "AUTH_API_KEY": "",
     "STARTS_IN_THINK": "true",

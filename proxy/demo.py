@@ -5,10 +5,16 @@ streams a tool-call round trip: the model thinks, calls a tool, gets the
 result back (with its thinking, as MiniMax-M2 needs) and answers. Then the
 same round trip on the Responses API (what Codex CLI and the Agents SDK
 speak), continued with ``previous_response_id``.
+
+``--sim-mode`` (or ``SIM_MODE``; ``make demo SIM_MODE=vllm``) makes the
+simulated backend behave like another server, e.g. ``vllm``: a stock
+``vllm serve`` that refuses tools without a tool parser, which the proxy
+detects on the first request (BACKEND_TOOL_CHOICE=auto-detect).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import socket
@@ -18,7 +24,10 @@ import time
 from contextlib import ExitStack
 from typing import Any
 
+import httpx
 import openai
+
+from .sim_modes import MODES
 
 TOOLS = [
     {
@@ -161,7 +170,16 @@ def _responses_round_trip(client: openai.OpenAI) -> None:
     _stream_response(client, input=outputs, previous_response_id=first.id)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    cli = argparse.ArgumentParser(prog="python -m proxy.demo", description=__doc__)
+    default = os.environ.get("SIM_MODE") or "tabby"
+    cli.add_argument(
+        "--sim-mode",
+        choices=MODES,
+        default=default,
+        help="the simulated backend's manners (default: SIM_MODE or tabby)",
+    )
+    mode = cli.parse_args(argv).sim_mode
     sim_port, proxy_port = _free_port(), _free_port()
     env = {**os.environ, "TABBY_URL": f"http://127.0.0.1:{sim_port}", "PORT": str(proxy_port),
            "HOST": "127.0.0.1", "LOG_LEVEL": "warning"}  # fmt: skip
@@ -176,6 +194,8 @@ def main() -> None:
                 str(sim_port),
                 "--tokens-per-second",
                 "120",
+                "--mode",
+                mode,
             ],
         )
         stack.callback(sim.terminate)
@@ -184,7 +204,7 @@ def main() -> None:
         stack.callback(proxy.terminate)
         _wait(f"http://127.0.0.1:{proxy_port}/health", proxy)
         base = f"http://127.0.0.1:{proxy_port}/v1"
-        print(_style("1", f"minimax-m2-proxy on {base}, simulated MiniMax-M2 behind it\n"))
+        print(_style("1", f"minimax-m2-proxy on {base}, simulated MiniMax-M2 ({mode}) behind it\n"))
 
         client = openai.OpenAI(base_url=base, api_key="demo")
         messages: list[dict[str, Any]] = [
@@ -202,6 +222,9 @@ def main() -> None:
         _stream_turn(client, messages)
         _responses_round_trip(client)
         print(_style("32", "\nround trips complete: thinking, tool call, tool result, answer."))
+        ready = httpx.get(f"http://127.0.0.1:{proxy_port}/ready").json()
+        print(f"backend tool_choice sent with tools: {ready['backend_tool_choice']} "
+              f"(BACKEND_TOOL_CHOICE={ready['backend_tool_choice_setting']})")  # fmt: skip
 
 
 if __name__ == "__main__":

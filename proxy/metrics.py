@@ -21,7 +21,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-__all__ = ["Tracker", "render"]
+__all__ = ["Tracker", "count_media", "render", "set_tool_choice"]
 
 log = logging.getLogger("proxy.access")
 
@@ -51,9 +51,28 @@ FALLBACKS = Counter(
 REPAIRS = Counter("minimax_proxy_session_repairs_total", "Session repairs made")
 STORE_ERRORS = Counter("minimax_proxy_session_store_errors_total", "Session store failures")
 BACKEND_ERRORS = Counter("minimax_proxy_backend_errors_total", "Backend failures", ["kind"])
+# 1 for the tool_choice this process sends with tools (BACKEND_TOOL_CHOICE), 0 for the other.
+TOOL_CHOICE = Gauge(
+    "minimax_proxy_backend_tool_choice", "tool_choice sent to the backend with tools",
+    ["mode"], multiprocess_mode="max",
+)  # fmt: skip
+MEDIA = Counter(
+    "minimax_proxy_media_total", "Images and documents in requests, and how they were sent",
+    ["kind", "sent_as"],
+)  # fmt: skip
 IN_FLIGHT = Gauge(
     "minimax_proxy_in_flight_streams", "Streams being served", multiprocess_mode="livesum"
 )
+
+
+def set_tool_choice(mode: str) -> None:
+    for m in ("omit", "none"):
+        TOOL_CHOICE.labels(m).set(1 if m == mode else 0)
+
+
+def count_media(kind: str, sent_as: str) -> None:
+    """One image or document in a request: ``sent_as`` is ``note`` or ``pass``."""
+    MEDIA.labels(kind, sent_as).inc()
 
 
 def render() -> tuple[bytes, str]:

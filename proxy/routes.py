@@ -251,9 +251,14 @@ async def health(request: Request) -> Response:
 
 async def ready(request: Request) -> Response:
     proxy = _proxy(request)
+    # Which tool_choice this process sends with tools, and the setting that chose it.
+    mode = {
+        "backend_tool_choice": proxy.tool_mode.sending,
+        "backend_tool_choice_setting": proxy.tool_mode.setting,
+    }
     if await proxy.backend_ready():
-        return Response(b'{"status":"ready"}', media_type="application/json")
-    body = _enc({"status": "unavailable", "backend": proxy.settings.backend_url})
+        return Response(_enc({"status": "ready", **mode}), media_type="application/json")
+    body = _enc({"status": "unavailable", "backend": proxy.settings.backend_url, **mode})
     return Response(body, 503, media_type="application/json")
 
 

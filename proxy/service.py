@@ -26,6 +26,7 @@ from .sessions import Recorder, Sessions
 from .shape import Op, Shaper
 from .store import MemoryRecords, Records, RedisStore, SQLiteStore, StoredTurn, open_store
 from .tokens import count_prompt_tokens
+from .tool_mode import ToolMode
 from .trace import Trace, TraceWriter
 from .turn import Turn
 
@@ -45,6 +46,7 @@ class Proxy:
         self.sessions: Sessions | None = None
         self.records: Records = MemoryRecords(settings.responses_store_bytes)
         self.traces: TraceWriter | None = None
+        self.tool_mode = ToolMode(settings.backend_tool_choice)
         self._next_discovery = 0.0
 
     async def start(self) -> None:
@@ -138,8 +140,17 @@ class Proxy:
             raise ProxyError(400, "the request body is nested too deeply") from None
 
     async def open(self, plan: Plan) -> aiohttp.ClientResponse:
+        """Open the backend stream; a refusal of tools is retried here, before any byte
+        goes to the client (see :mod:`proxy.tool_mode`)."""
         assert self.session is not None
-        return await upstream.open_stream(self.session, self.settings, plan.backend_body)
+        body = self.tool_mode.body(plan.backend_body)
+        try:
+            return await upstream.open_stream(self.session, self.settings, body)
+        except ProxyError as err:
+            if not self.tool_mode.refused(body, err):
+                raise
+        body = self.tool_mode.body(plan.backend_body)
+        return await upstream.open_stream(self.session, self.settings, body)
 
     async def count_tokens(self, plan: Plan) -> int:
         assert self.session is not None

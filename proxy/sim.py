@@ -4,7 +4,10 @@ It speaks OpenAI chat completions the way TabbyAPI does with no tool parser conf
 model text goes out in ``choices[0].delta.content`` (or ``message.content``) unparsed, events are
 ``data: {json}\\n\\n`` and the stream ends with ``data: [DONE]``. Everything is deterministic:
 the reply is chosen from the request and seeded by its text, so tests can predict it and the
-request log (``GET /_sim/requests``) records what was planned and how far it got.
+request log (``GET /_sim/requests``) records what was planned and how far it got. That is
+the default ``tabby`` mode; ``--mode`` (``SimOptions.mode``) gives it the manners of stock vLLM,
+vLLM with its parsers, vLLM's append-think reasoning parser or SGLang instead, and a request
+with image parts gets a 400 unless it is ``--multimodal`` (see ``proxy/sim_modes.py``).
 
 Reply rules (the raw output always starts inside reasoning with no ``<think>``, because the
 MiniMax-M2 template pre-opens it, and closes it with ``</think>\\n\\n``):
@@ -57,6 +60,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from .sim_modes import MODES, PARSING, deltas, message, model_view, refusal
 from .sim_replies import (
     DEFAULT_TOOL,
     DIRECTIVE,
@@ -70,6 +74,7 @@ from .sim_replies import (
 
 __all__ = [
     "FAULTS",
+    "MODES",
     "RequestRecord",
     "SimOptions",
     "SimServer",
@@ -94,6 +99,9 @@ class SimOptions:
     """Server-wide settings; tests may change them on a running server (next request on)."""
 
     model: str = "MiniMax-M2"
+    mode: str = "tabby"  # which server's manners: see proxy/sim_modes.py
+    multimodal: bool = False  # accept image parts (a text-only model refuses them)
+    reasoning_field: str = "reasoning"  # parsing modes; vLLM before 0.11: reasoning_content
     token_chars: int = 4
     tokens_per_second: float = 0.0  # 0: as fast as the socket takes them
     fault: str | None = None
@@ -105,6 +113,10 @@ class SimOptions:
     log_limit: int = 1_000  # request records kept; bounds memory in soak runs
 
     def __post_init__(self) -> None:
+        if self.reasoning_field not in ("reasoning", "reasoning_content"):
+            raise ValueError("reasoning_field must be reasoning or reasoning_content")
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; known: {', '.join(MODES)}")
         if self.fault is not None and self.fault not in FAULTS:
             raise ValueError(f"unknown fault {self.fault!r}; known: {', '.join(sorted(FAULTS))}")
         if self.token_chars < 1 or self.log_limit < 1 or self.max_model_len < 1:
@@ -339,12 +351,15 @@ class _Sim:
         rec.stream, rec.fault = bool(body.get("stream")), o.fault
         if o.fault in _HTTP_FAULTS or o.fault == "html500":
             return _http_fault(o.fault, o)
+        refused = refusal(o.mode, body, o.multimodal)
+        if refused is not None:
+            return _json(refused[1], refused[0])
         prompt_tokens = -(-len(render_prompt(body)) // o.token_chars)
         if prompt_tokens > o.max_model_len:
             return _http_fault("http400_context", o)
         if o.fault == "stall_first":
             await asyncio.sleep(o.stall_seconds)
-        reply = _make_reply(body, o, script)
+        reply = _make_reply(model_view(o.mode, body), o, script)
         rec.raw, rec.tool_calls = reply.raw, reply.tool_calls
         rec.finish_reason = reply.finish_reason
         rec.response_id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -358,8 +373,9 @@ class _Sim:
             return _error(500, "simulated generation failure", "server_error")
         assert isinstance(reply.pieces, list)
         usage = reply.usage or _usage(prompt_tokens, len(reply.pieces))
-        message = {"role": "assistant", "content": reply.raw}
-        choice = {"index": 0, "message": message, "finish_reason": reply.finish_reason}
+        msg = message(o.mode, reply.raw, body, o.reasoning_field)
+        finish = "tool_calls" if msg.get("tool_calls") else reply.finish_reason
+        choice = {"index": 0, "message": msg, "finish_reason": finish}
         data = _ENC.encode({"id": rec.response_id, "object": "chat.completion",
                             "created": int(rec.received_at), "model": o.model,
                             "choices": [choice], "usage": usage})  # fmt: skip
@@ -375,7 +391,7 @@ class _Stream:
     """One streamed response: TabbyAPI's chunk shapes, pacing, pings and stream faults."""
 
     def __init__(self, request: web.Request, rec: RequestRecord, o: SimOptions, body: Any) -> None:
-        self.request, self.rec, self.o = request, rec, o
+        self.request, self.rec, self.o, self.body = request, rec, o, body
         self.sep = "\r\n" if o.crlf else "\n"
         self.end = (self.sep * 2).encode()
         self.include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -416,13 +432,21 @@ class _Stream:
 
     async def run(self, reply: _Reply, prompt_tokens: int) -> web.StreamResponse:
         o, rec, fault = self.o, self.rec, self.o.fault
-        pieces, at = reply.pieces, -1  # at: how many tokens go out before a mid-stream fault
-        if isinstance(pieces, list):
-            at = len(pieces) // 2
+        pieces: Iterable[str | dict[str, Any]] = reply.pieces
+        at, finish = -1, reply.finish_reason  # at: how many tokens go out before a fault
+        if isinstance(reply.pieces, list):
+            tokens = reply.pieces
+            at = len(tokens) // 2
             if fault == "cut_in_tool":
-                pieces = token_pieces(reply.raw[: _cut_point(reply.raw)], o.token_chars)
+                tokens = token_pieces(reply.raw[: _cut_point(reply.raw)], o.token_chars)
             elif fault == "cut_mid":
-                pieces = pieces[:at]
+                tokens = tokens[:at]
+            pieces = tokens
+            if o.mode in PARSING:
+                field = o.reasoning_field
+                pieces = parsed = deltas(o.mode, reply.raw, tokens, self.body, field)
+                if any("tool_calls" in d for d in parsed):
+                    finish = "tool_calls"
         try:
             await self.response.prepare(self.request)
             await self.pause(o.first_token_delay)
@@ -438,18 +462,13 @@ class _Stream:
                     await self.pause(due - loop.time())
                 elif sent % 16 == 15:
                     await asyncio.sleep(0)  # as fast as possible, yet fair to other streams
-                content = _ENC.encode(piece)
-                if fault == "bad_utf8" and sent == at:
-                    content = b'"\xff' + content[1:]
-                head, tail = self.next if sent else self.first
-                await self.response.write(b"".join((head, content, tail)))
-                rec.sent_chars += len(piece)
+                await self.write(piece, sent, fault == "bad_utf8" and sent == at)
                 sent += 1
             if fault in ("cut_mid", "cut_in_tool"):
                 return _cut(self.request, rec, self.response)
             if not sent:
                 await self.response.write(b'""'.join(self.first))
-            choice = {"index": 0, "delta": {}, "finish_reason": reply.finish_reason}
+            choice = {"index": 0, "delta": {}, "finish_reason": finish}
             await self.response.write(self.chunk(choices=[choice]))
             if self.include_usage:
                 usage = reply.usage or _usage(prompt_tokens, sent)
@@ -458,6 +477,21 @@ class _Stream:
         except ConnectionResetError:  # a write found the client gone
             rec.outcome, rec.ended_at = "client_closed", time.time()
         return self.response
+
+    async def write(self, piece: str | dict[str, Any], sent: int, bad_utf8: bool) -> None:
+        """One chunk: a token of raw content, or a delta of a parsing server's."""
+        if isinstance(piece, dict):
+            delta = piece if sent else {"role": "assistant", **piece}
+            choice = {"index": 0, "delta": delta, "finish_reason": None}
+            await self.response.write(self.chunk(choices=[choice]))
+            self.rec.sent_chars += len(piece.get("content") or piece.get("reasoning") or "")
+            return
+        content = _ENC.encode(piece)
+        if bad_utf8:
+            content = b'"\xff' + content[1:]
+        head, tail = self.next if sent else self.first
+        await self.response.write(b"".join((head, content, tail)))
+        self.rec.sent_chars += len(piece)
 
     async def fault(self, fault: str) -> bool:
         """Act out a mid-stream fault; True when the stream ends here."""
@@ -565,6 +599,17 @@ def main(argv: list[str] | None = None) -> None:
         default = getattr(defaults, name)
         cli.add_argument(f"--{name.replace('_', '-')}", type=kind, default=default,
                          help=f"{help_} (default {default})")  # fmt: skip
+    cli.add_argument(
+        "--mode", choices=MODES, default=defaults.mode,
+        help="behave like this server (default tabby: raw output, as TabbyAPI without "
+        "tool_format); see proxy/sim_modes.py",
+    )  # fmt: skip
+    cli.add_argument("--multimodal", action="store_true", help="accept image parts")
+    cli.add_argument(
+        "--reasoning-field", choices=("reasoning", "reasoning_content"),
+        default=defaults.reasoning_field,
+        help="where the parsing modes put reasoning (reasoning_content: vLLM before 0.11)",
+    )  # fmt: skip
     cli.add_argument("--fault", choices=sorted(FAULTS), help="apply this fault to every request")
     cli.add_argument("--crlf", action="store_true", help="end SSE lines with \\r\\n")
     args = vars(cli.parse_args(argv))

@@ -2,9 +2,17 @@
 
 A raw backend (TabbyAPI without ``tool_format``, vLLM or SGLang without
 parsers, llama.cpp) puts MiniMax-M2's text in ``delta.content``; that text
-goes through :class:`parser.StreamParser`. A backend that parses on its own
-sends ``reasoning_content``/``reasoning`` and ``tool_calls``; those become
-the same events directly, never parsed twice.
+goes through :class:`parser.StreamParser`. Pre-parsed ``tool_calls`` (a
+backend's own tool parser) become the same events directly.
+
+A backend's reasoning parser (vLLM ``--reasoning-parser``, SGLang, TabbyAPI
+``reasoning: true``) sends the text before ``</think>`` in
+``reasoning_content``/``reasoning`` and the rest, raw tool-call XML included,
+in ``content``. Both go through the one parser as the model wrote them: the
+reasoning in think state, then the ``</think>`` the backend took out, then the
+content. So each character is scanned once, a tool call the model began
+before ``</think>`` (which a reasoning parser leaves in the reasoning) is
+still a tool call, and the result is the same as from a raw backend.
 """
 
 from __future__ import annotations
@@ -35,9 +43,10 @@ class Turn:
 
     __slots__ = (
         "_calls",
+        "_in_backend_think",
         "_parse",
         "_parser",
-        "_split_by_backend",
+        "_seen_content",
         "_starts_in_think",
         "_tools",
         "deltas",
@@ -53,7 +62,8 @@ class Turn:
         self._starts_in_think = starts_in_think
         self._parse = parse
         self._parser: parser.StreamParser | None = None
-        self._split_by_backend = False
+        self._in_backend_think = False  # reasoning came in its own field; no content yet
+        self._seen_content = False
         # Pre-parsed calls: backend index -> [our index, name, argument pieces].
         self._calls: dict[int, list[Any]] = {}
         self.finish_reason: str | None = None
@@ -77,15 +87,12 @@ class Turn:
                 if reasoning or delta.content:
                     self.deltas += 1
                 if reasoning:
-                    self._split_by_backend = True
                     self.reasoning_deltas += 1
-                    out.append(ThinkText(reasoning))
+                    out += self._reasoning(reasoning)
                 if delta.content:
                     events = self._content(delta.content)
                     if events and type(events[-1]) is ThinkText:
                         self.reasoning_deltas += 1
-                    if self.trace is not None:
-                        self.trace.record(delta.content, events)
                     out += events
                 if delta.tool_calls:
                     self._tool_calls(delta.tool_calls, out)
@@ -125,16 +132,40 @@ class Turn:
         self._calls.clear()
         return out
 
+    def _reasoning(self, text: str) -> list[Event]:
+        """Reasoning a backend split out: the parser's input in think state."""
+        if not self._parse or self._seen_content:
+            # Translation off, or reasoning after the answer began: kept as it came.
+            return [ThinkText(text)]
+        if self._parser is None:
+            self._start(starts_in_think=True)
+        self._in_backend_think = True
+        return self._feed(text)
+
     def _content(self, text: str) -> list[Event]:
         if not self._parse:
             return [parser.ContentText(text)]
-        if self._parser is None:
-            # Reasoning in its own field means the backend split it out already.
-            starts = self._starts_in_think and not self._split_by_backend and not self._calls
-            self._parser = parser.StreamParser(self._tools, starts_in_think=starts)
-            if self.trace is not None:
-                self.trace.starts_in_think = starts
-        return self._parser.feed(text)
+        self._seen_content = True
+        if self._in_backend_think:
+            # The backend's reasoning parser ended the reasoning at a </think> it took out.
+            self._in_backend_think = False
+            text = "</think>" + text
+        elif self._parser is None:
+            # Content after pre-parsed calls is an answer; otherwise the template's rule.
+            self._start(starts_in_think=self._starts_in_think and not self._calls)
+        return self._feed(text)
+
+    def _start(self, starts_in_think: bool) -> None:
+        self._parser = parser.StreamParser(self._tools, starts_in_think=starts_in_think)
+        if self.trace is not None:
+            self.trace.starts_in_think = starts_in_think
+
+    def _feed(self, text: str) -> list[Event]:
+        assert self._parser is not None
+        events = self._parser.feed(text)
+        if self.trace is not None:
+            self.trace.record(text, events)
+        return events
 
     def _tool_calls(self, calls: list[UpToolCall], out: list[Event]) -> None:
         for call in calls:

@@ -287,16 +287,9 @@ def test_max_tokens_stop_reason(ant: anthropic.Anthropic) -> None:
 @pytest.mark.parametrize(
     ("content", "needle"),
     [
-        (
-            [
-                {
-                    "type": "image",
-                    "source": {"type": "base64", "media_type": "image/png", "data": "x"},
-                }
-            ],
-            "not supported",
-        ),
-        ([{"type": "document", "source": {"type": "text", "data": "x"}}], "not supported"),
+        ([{"type": "image", "source": "x"}], "messages.0.content.0.source: must be an object"),
+        ([{"type": "image", "source": {"type": "base64"}}], "expected a base64 (with data)"),
+        ([{"type": "document", "source": {"type": "text"}}], "text or content source"),
         ([{"type": "mystery"}], "unsupported"),
     ],
 )

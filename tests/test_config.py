@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,22 @@ def test_server_refuses_to_start_on_bad_config() -> None:
     )
     assert out.returncode != 0
     assert "configuration error: PORT='not-a-port'" in out.stderr
+
+
+def test_every_setting_is_documented() -> None:
+    root = Path(__file__).resolve().parent.parent
+    example = (root / ".env.example").read_text()
+    readme = (root / "README.md").read_text()
+    for f in fields(Settings):
+        env = f.metadata["env"]
+        assert f"{env}=" in example, f"{env} missing from .env.example"
+        assert f"`{env}`" in readme, f"{env} missing from the README"
+
+
+def test_backend_tool_choice_and_images() -> None:
+    s = Settings.from_env({}, env_file=None)
+    assert (s.backend_tool_choice, s.backend_images) == ("auto-detect", "text")
+    s = Settings.from_env({"BACKEND_TOOL_CHOICE": "None", "BACKEND_IMAGES": "pass"}, env_file=None)
+    assert (s.backend_tool_choice, s.backend_images) == ("none", "pass")
+    with pytest.raises(ConfigError, match=r"^BACKEND_TOOL_CHOICE='auto': expected one of"):
+        Settings.from_env({"BACKEND_TOOL_CHOICE": "auto"}, env_file=None)

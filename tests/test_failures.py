@@ -116,7 +116,11 @@ def test_backend_unreachable_is_502(make_proxy: Any) -> None:
 
 
 def test_ready_when_backend_up(proxy_server: ProxyServer, sim: SimServer) -> None:
-    assert httpx.get(proxy_server.url + "/ready").json() == {"status": "ready"}
+    assert httpx.get(proxy_server.url + "/ready").json() == {
+        "status": "ready",
+        "backend_tool_choice": "omit",
+        "backend_tool_choice_setting": "auto-detect",
+    }
 
 
 @pytest.mark.parametrize(

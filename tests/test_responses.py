@@ -600,8 +600,30 @@ def test_loose_items_and_hosted_tools(rc: Client, sim: SimServer) -> None:
     assert "tools" not in sent
     assert [m["role"] for m in sent["messages"]] == ["system", "user", "assistant", "user"]
     assert (
-        sent["messages"][1]["content"] == "Look: [image omitted: image; this model reads text only]"
+        sent["messages"][1]["content"]
+        == "Look: [image omitted: image/png; this model reads text only]"
     )
+
+
+def test_images_pass_to_a_multimodal_backend(
+    make_proxy: Any, sim: SimServer, open_client: Any
+) -> None:
+    sim.options.multimodal = True  # the fixture puts it back
+    c = open_client(make_proxy(BACKEND_IMAGES="pass"))
+    png = "data:image/png;base64,iVBORw0KGgo="
+    c.sdk.responses.create(
+        model="m",
+        input=[
+            {"role": "user", "content": [
+                {"type": "input_text", "text": "What is this?"},
+                {"type": "input_image", "image_url": png, "detail": "auto"}]},
+        ],
+    )  # fmt: skip
+    sent = [q for q in sim.requests if q.path == "/v1/chat/completions"][-1].body
+    assert sent["messages"][0]["content"] == [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": png}},
+    ]
 
 
 def test_text_format_and_sampling_reach_the_backend(rc: Client, sim: SimServer) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -562,12 +563,14 @@ def test_every_fault_is_tested() -> None:
     assert tested == FAULTS
 
 
-async def test_cli_main_serves() -> None:
+@contextlib.asynccontextmanager
+async def cli_sim(*args: str) -> AsyncIterator[str]:
+    """The simulated backend's command line, run with ``args``; yields its chat URL once up."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     proc = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "proxy.sim", "--port", str(port), "--fault", "http429"),
+        *(sys.executable, "-m", *args, "--port", str(port)),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
@@ -580,9 +583,94 @@ async def test_cli_main_serves() -> None:
                         break
                 except aiohttp.ClientConnectionError:
                     await asyncio.sleep(0.05)
-            url = f"http://127.0.0.1:{port}/v1/chat/completions"
-            async with http.post(url, json={"messages": user("x")}) as resp:
-                assert resp.status == 429
+        yield f"http://127.0.0.1:{port}/v1/chat/completions"
     finally:
         proc.terminate()
         await proc.wait()
+
+
+async def test_cli_main_serves(http: aiohttp.ClientSession) -> None:
+    async with cli_sim("proxy.sim", "--fault", "http429") as url:
+        async with http.post(url, json={"messages": user("x")}) as resp:
+            assert resp.status == 429
+
+
+# ------------------------------------------------------------------------------ server modes
+
+
+async def test_vllm_refuses_auto_tools_and_renders_them_for_none(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with await start_sim(mode="vllm") as sim:
+        for choice in ({}, {"tool_choice": "auto"}):
+            status, body = await complete(http, sim, user("find it"), tools=[SEARCH], **choice)
+            assert status == 400 and body["error"]["type"] == "BadRequestError"
+            assert body["error"]["message"].startswith('"auto" tool choice requires')
+        s = await stream(http, sim, user("find it"), tools=[SEARCH], tool_choice="none")
+        assert_shape(s, sim.requests[-1])
+        assert [c["name"] for c in sim.requests[-1].tool_calls] == ["search"]  # tools rendered
+        assert (await complete(http, sim, user("no tools")))[0] == 200
+
+
+async def test_vllm_parsers_stream_whole_invokes(http: aiohttp.ClientSession) -> None:
+    tools = [SEARCH, CLOCK, NUMBERS]
+    async with await start_sim(mode="vllm-parsers") as sim:
+        s = await stream(http, sim, user("do these in parallel"), tools=tools)
+        rec = sim.requests[-1]
+        deltas = [c["choices"][0]["delta"] for c in s.chunks if c["choices"]]
+        reasoning = "".join(d.get("reasoning", "") for d in deltas)
+        assert reasoning == rec.raw.split("</think>")[0]
+        calls = [t for d in deltas for t in d.get("tool_calls", [])]
+        assert [c["index"] for c in calls] == [0, 1, 2]  # one delta per invoke, whole
+        got = [{"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"])}
+               for c in calls]  # fmt: skip
+        assert got == rec.tool_calls == parse_calls(rec.raw, tools)
+        assert "<" not in "".join(d.get("content", "") for d in deltas)
+        assert s.chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+        _, body = await complete(http, sim, user("do these in parallel"), tools=tools)
+        msg = body["choices"][0]["message"]
+        assert msg["reasoning"] == reasoning and len(msg["tool_calls"]) == 3
+        assert body["choices"][0]["finish_reason"] == "tool_calls"
+        # tool_choice "none": no tool parser runs; the reasoning parser still does.
+        s = await stream(http, sim, user("find it"), tools=tools, tool_choice="none")
+        assert "<minimax:tool_call>" in s.content and "</think>" not in s.content
+    async with await start_sim(mode="vllm-parsers", reasoning_field="reasoning_content") as sim:
+        s = await stream(http, sim, user("find it"), tools=tools)
+        fields = {k for c in s.chunks if c["choices"] for k in c["choices"][0]["delta"]}
+        assert "reasoning_content" in fields and "reasoning" not in fields
+        _, body = await complete(http, sim, user("find it"), tools=tools)
+        assert body["choices"][0]["message"]["reasoning_content"].startswith("The user says")
+
+
+async def test_append_think_and_sglang(http: aiohttp.ClientSession) -> None:
+    async with await start_sim(mode="vllm-append-think") as sim:
+        s = await stream(http, sim, user("find it"), tools=[SEARCH], tool_choice="none")
+        assert s.content == "<think>" + sim.requests[-1].raw
+        _, body = await complete(http, sim, user("find it"), tools=[SEARCH])
+        msg = body["choices"][0]["message"]
+        assert msg["content"].startswith("<think>") and "<minimax" not in msg["content"]
+        assert msg["tool_calls"][0]["function"]["name"] == "search"
+    async with await start_sim(mode="sglang") as sim:
+        await stream(http, sim, user("find it"), tools=[SEARCH])
+        assert sim.requests[-1].tool_calls  # no parser, no complaint: raw
+        await stream(http, sim, user("find it"), tools=[SEARCH], tool_choice="none")
+        assert sim.requests[-1].tool_calls == []  # SGLang drops the tools for "none"
+
+
+async def test_images_need_a_multimodal_server(http: aiohttp.ClientSession) -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    messages = [{"role": "user", "content": [{"type": "text", "text": "see"}, image]}]
+    async with await start_sim() as sim:
+        status, body = await complete(http, sim, messages)
+        assert status == 400 and "not a multimodal model" in body["error"]["message"]
+    async with await start_sim(multimodal=True) as sim:
+        assert (await complete(http, sim, messages))[0] == 200
+    with pytest.raises(ValueError, match="unknown mode"):
+        SimOptions(mode="llamafile")
+
+
+async def test_cli_mode_flag(http: aiohttp.ClientSession) -> None:
+    async with cli_sim("proxy", "sim", "--mode", "vllm") as url:
+        async with http.post(url, json={"messages": user("x"), "tools": [SEARCH]}) as resp:
+            assert resp.status == 400
+            assert "enable-auto-tool-choice" in (await resp.json())["error"]["message"]

@@ -19,6 +19,9 @@ from ..request import (
     backend_body,
     bad,
     check_temperature,
+    data_url,
+    image_part,
+    media_note_part,
     positive_int,
     think_content,
     tool_hint,
@@ -77,7 +80,7 @@ def plan_openai(body: Any, settings: Settings, backend_model: str | None) -> Pla
     if max_calls == 0:
         tools = None
 
-    history = backend_messages(messages, tool_hint(required, named) if tools else None)
+    history = backend_messages(messages, tool_hint(required, named) if tools else None, settings)
     backend = backend_body(history, backend_model or model, temperature, max_tokens, tools)
     for key in _FORWARD:
         if body.get(key) is not None:
@@ -154,7 +157,9 @@ def _reasoning_of(msg: Mapping[str, Any]) -> str | None:
     return None
 
 
-def backend_messages(messages: list[Any], hint: str | None) -> list[dict[str, Any]]:
+def backend_messages(
+    messages: list[Any], hint: str | None, settings: Settings
+) -> list[dict[str, Any]]:
     """Messages as the MiniMax-M2 template wants them: one system turn first."""
     system: list[str] = []
     out: list[dict[str, Any]] = []
@@ -174,7 +179,9 @@ def backend_messages(messages: list[Any], hint: str | None) -> list[dict[str, An
             content = m.get("content")
             if content is None:
                 m["content"] = ""
-            elif not isinstance(content, (str, list)):
+            elif isinstance(content, list):
+                m["content"] = _parts(content, settings, f"messages[{i}]")
+            elif not isinstance(content, str):
                 raise bad(
                     f"messages[{i}].content must be a string or an array of parts", "messages"
                 )
@@ -183,6 +190,29 @@ def backend_messages(messages: list[Any], hint: str | None) -> list[dict[str, An
         system.append(hint)
     if system:
         out.insert(0, {"role": "system", "content": "\n\n".join(s for s in system if s)})
+    return out
+
+
+def _parts(parts: list[Any], settings: Settings, where: str) -> list[Any]:
+    """User or tool content parts, images and files as BACKEND_IMAGES says."""
+    out = []
+    for j, part in enumerate(parts):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "image_url":
+            out.append(image_part(part, settings, f"{where}.content[{j}]"))
+        elif kind == "file":  # a PDF or the like: no backend of this model reads one
+            file = part.get("file")
+            data = file.get("file_data") if isinstance(file, dict) else None
+            found = data_url(data) if isinstance(data, str) else (None, None)
+            out.append(media_note_part(*found, kind="document"))
+        elif kind == "input_audio":
+            audio = part.get("input_audio")
+            fmt = audio.get("format") if isinstance(audio, dict) else None
+            out.append(
+                media_note_part(f"audio/{fmt}" if isinstance(fmt, str) else None, None, "audio")
+            )
+        else:
+            out.append(part)
     return out
 
 

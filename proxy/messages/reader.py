@@ -23,10 +23,12 @@ from ..request import (
     bad,
     call_order,
     check_temperature,
+    parts_content,
     positive_int,
     think_content,
     tool_hint,
 )
+from .media import media_part
 from .writer import is_own_thinking
 
 __all__ = ["plan_anthropic"]
@@ -73,7 +75,7 @@ def plan_anthropic(body: Any, settings: Settings, backend_model: str | None) -> 
             # Claude Code >= 2.1.154 sends these anywhere; the template has one system turn.
             system.append(_system_text(msg.get("content")))
         elif role == "user":
-            out += _user(msg.get("content"), i, out)
+            out += _user(msg.get("content"), i, out, settings)
         elif role == "assistant":
             out.append(_assistant(msg.get("content"), i, secret, foreign))
         else:
@@ -169,56 +171,61 @@ def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
 
 def _unsupported(kind: Any, where: str) -> ProxyError:
     if kind in ("image", "document"):
-        return bad(
-            f"{where}: {kind} blocks are not supported by this model (MiniMax-M2 reads text)"
-        )
+        return bad(f"{where}: {kind} blocks belong in user turns and tool results")
     return bad(f"{where}: unsupported content block type {_enc(kind).decode()}")
 
 
-def _user(content: Any, i: int, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _user(
+    content: Any, i: int, history: list[dict[str, Any]], settings: Settings
+) -> list[dict[str, Any]]:
     """A user turn: its tool results (in call order) as tool messages, then its text."""
     results: list[dict[str, Any]] = []
-    text: list[str] = []
+    parts: list[dict[str, Any]] = []
     for j, block in enumerate(_blocks(content, f"messages.{i}")):
         kind = block.get("type")
+        where = f"messages.{i}.content.{j}"
         if kind == "text":
-            text.append(str(block.get("text", "")))
+            parts.append({"type": "text", "text": str(block.get("text", ""))})
         elif kind == "tool_result":
-            results.append(_tool_result(block, f"messages.{i}.content.{j}"))
+            results.append(_tool_result(block, where, settings))
+        elif kind in ("image", "document"):
+            parts.append(media_part(block, settings, where))
         else:
-            raise _unsupported(kind, f"messages.{i}.content.{j}")
+            raise _unsupported(kind, where)
     out: list[dict[str, Any]] = []
     if results:
         order = call_order(history)
         results.sort(key=lambda r: order.get(r["tool_call_id"], len(order)))
         out += results
-    if text or not results:
-        out.append({"role": "user", "content": "\n\n".join(text)})
+    if parts or not results:
+        out.append({"role": "user", "content": parts_content(parts, "\n\n")})
     return out
 
 
-def _tool_result(block: dict[str, Any], where: str) -> dict[str, Any]:
+def _tool_result(block: dict[str, Any], where: str, settings: Settings) -> dict[str, Any]:
     call_id = block.get("tool_use_id")
     if not isinstance(call_id, str):
         raise bad(f"{where}.tool_use_id: must be a string")
     content = block.get("content")
-    if content is None:
-        text = ""
-    elif isinstance(content, str):
-        text = content
+    parts: list[dict[str, Any]] = []
+    if isinstance(content, str):
+        parts.append({"type": "text", "text": content})
     elif isinstance(content, list):
-        parts = []
-        for part in content:
-            if isinstance(part, dict) and part.get("type") == "text":
-                parts.append(str(part.get("text", "")))
-            elif isinstance(part, dict) and part.get("type") in ("image", "document"):
-                raise _unsupported(part.get("type"), f"{where}.content")
-        text = "\n".join(parts)
-    else:
+        for k, part in enumerate(content):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text":
+                parts.append({"type": "text", "text": str(part.get("text", ""))})
+            elif kind in ("image", "document"):
+                # Claude Code's Read returns a screenshot or a PDF this way.
+                parts.append(media_part(part, settings, f"{where}.content.{k}"))
+    elif content is not None:
         raise bad(f"{where}.content: must be a string or an array of blocks")
     if block.get("is_error"):
-        text = f"Error: {text}"
-    return {"role": "tool", "tool_call_id": call_id, "content": text}
+        if parts and parts[0]["type"] == "text":
+            parts[0] = {"type": "text", "text": "Error: " + parts[0]["text"]}
+        else:
+            parts.insert(0, {"type": "text", "text": "Error:"})
+    return {"role": "tool", "tool_call_id": call_id, "content": parts_content(parts, "\n")}
 
 
 def _assistant(content: Any, i: int, secret: str, foreign: list[int]) -> dict[str, Any]:

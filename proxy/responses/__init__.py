@@ -80,8 +80,7 @@ class Responses:
         for record in reversed(chain):
             items += record["input"]
             items += record["response"]["output"]
-        secret = proxy.settings.thinking_signature_secret or ""
-        plan.backend_body["messages"] = history_messages(items + echo.items, echo, secret)
+        plan.backend_body["messages"] = history_messages(items + echo.items, echo, proxy.settings)
 
     async def keep(self, plan: Plan, proxy: Proxy, scope: str, answer: Any) -> None:
         echo: Echo = plan.extra

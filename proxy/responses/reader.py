@@ -25,6 +25,10 @@ from ..request import (
     bad,
     call_order,
     check_temperature,
+    data_url,
+    image_part,
+    media_note_part,
+    parts_content,
     positive_int,
     think_content,
     tool_hint,
@@ -118,7 +122,6 @@ def plan_responses(body: Any, settings: Settings, backend_model: str | None) -> 
         tools = [t for t in tools if t["function"]["name"] == named] or tools
     if max_calls == 0:
         tools = None
-    secret = settings.thinking_signature_secret or ""
     echo = Echo(
         fields={k: body.get(k) for k in _ECHOED},
         namespaces=namespaces,
@@ -134,7 +137,7 @@ def plan_responses(body: Any, settings: Settings, backend_model: str | None) -> 
     echo.fields["tool_choice"] = body.get("tool_choice") or "auto"
     echo.fields["parallel_tool_calls"] = body.get("parallel_tool_calls") is not False
     echo.fields["store"] = echo.store
-    messages = history_messages(items, echo, secret)
+    messages = history_messages(items, echo, settings)
     backend = backend_body(messages, backend_model or model, temperature, max_tokens, tools)
     top_p = body.get("top_p")
     if isinstance(top_p, (int, float)) and not isinstance(top_p, bool):
@@ -280,8 +283,9 @@ class _Assistant:
         return out
 
 
-def history_messages(items: list[Any], echo: Echo, secret: str) -> list[dict[str, Any]]:
+def history_messages(items: list[Any], echo: Echo, settings: Settings) -> list[dict[str, Any]]:
     """Input items as chat messages: the one system turn first, then the conversation."""
+    secret = settings.thinking_signature_secret or ""
     system = [echo.instructions or ""]
     out: list[dict[str, Any]] = []
     turn: _Assistant | None = None
@@ -302,24 +306,30 @@ def history_messages(items: list[Any], echo: Echo, secret: str) -> list[dict[str
             if turn is not None:
                 out.append(turn.message())
                 turn = None
-            results.append(_tool_result(item, i))
+            results.append(_tool_result(item, i, settings))
         elif kind == "message":
             if turn is not None:
                 out.append(turn.message())
                 turn = None
             if results:
                 out += _in_call_order(results, out)
-            text = _text(item.get("content"), f"input[{i}].content")
+            where = f"input[{i}].content"
             if role in ("system", "developer"):
+                text = _text(item.get("content"), where)
                 if leading:
                     system.append(text)
                     continue
                 # The template renders only the first system turn: later ones go as user
                 # turns marked as such, or Codex's mid-session settings would be lost.
-                text = f"<{role}_message>\n{text}\n</{role}_message>"
-            elif role != "user":
+                out.append(
+                    {"role": "user", "content": f"<{role}_message>\n{text}\n</{role}_message>"}
+                )
+            elif role == "user":
+                out.append(
+                    {"role": "user", "content": _content(item.get("content"), where, settings)}
+                )
+            else:
                 raise bad(f"input[{i}].role must be user, assistant, system or developer", "input")
-            out.append({"role": "user", "content": text})
         else:
             log.debug("skipped input[%d] of type %r: nothing this model can use", i, kind)
             continue
@@ -367,15 +377,13 @@ def _add_to_turn(
         turn.text.append(_text(item.get("content"), f"{where}.content"))
 
 
-def _tool_result(item: dict[str, Any], i: int) -> dict[str, Any]:
+def _tool_result(item: dict[str, Any], i: int, settings: Settings) -> dict[str, Any]:
     call_id = item.get("call_id")
     if not isinstance(call_id, str):
         raise bad(f"input[{i}]: a {item.get('type')} item needs a call_id", "input")
-    return {
-        "role": "tool",
-        "tool_call_id": call_id,
-        "content": _text(item.get("output"), f"input[{i}].output"),
-    }
+    # Codex's view_image answers with an input_image part in the output.
+    content = _content(item.get("output"), f"input[{i}].output", settings)
+    return {"role": "tool", "tool_call_id": call_id, "content": content}
 
 
 def _in_call_order(results: list[dict[str, Any]], history: list[dict[str, Any]]) -> list[Any]:
@@ -385,38 +393,39 @@ def _in_call_order(results: list[dict[str, Any]], history: list[dict[str, Any]])
     return ordered
 
 
-def _text(content: Any, where: str) -> str:
-    """The text of a content value: a string, or its parts (an image becomes a note)."""
+def _parts(content: Any, where: str, settings: Settings | None) -> list[dict[str, Any]]:
+    """Content as OpenAI chat parts. An image is an ``image_url`` part or a text note
+    (BACKEND_IMAGES; always a note without ``settings``), a file a note."""
     if content is None:
-        return ""
+        return []
     if isinstance(content, str):
-        return content
+        return [{"type": "text", "text": content}]
     if not isinstance(content, list):
         raise bad(f"{where} must be a string or an array of content parts", "input")
-    texts: list[str] = []
-    for part in content:
-        if not isinstance(part, dict):
-            continue
-        kind = part.get("type")
-        text = part.get("text")
-        if isinstance(text, str) and kind in ("input_text", "output_text", "text", "refusal"):
-            texts.append(text)
+    parts: list[dict[str, Any]] = []
+    for k, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in ("input_text", "output_text", "text", "refusal", "summary_text"):
+            text = part.get("text", part.get("refusal"))
+            if isinstance(text, str):
+                parts.append({"type": "text", "text": text})
         elif kind == "input_image":
-            texts.append(_image_note(part))
+            url = part.get("image_url")
+            url = url.get("url") if isinstance(url, dict) else url
+            if isinstance(url, str) and url and settings is not None:
+                parts.append(image_part({"image_url": {"url": url}}, settings, f"{where}[{k}]"))
+            else:  # a file_id, or no URL: nothing this proxy can fetch
+                parts.append(media_note_part(*data_url(url if isinstance(url, str) else "")))
         elif kind == "input_file":
-            name = part.get("filename") or "file"
-            texts.append(f"[file omitted: {name}; this model reads text only]")
-        if kind == "refusal" and isinstance(part.get("refusal"), str):
-            texts.append(part["refusal"])
-    return "".join(texts)
+            data = part.get("file_data") or part.get("file_url") or part.get("filename") or ""
+            parts.append(media_note_part(*data_url(str(data)), kind="document"))
+    return parts
 
 
-def _image_note(part: dict[str, Any]) -> str:
-    url = part.get("image_url")
-    media = "image"
-    size = ""
-    if isinstance(url, str) and url.startswith("data:"):
-        media = url[5:].split(";", 1)[0].split(",", 1)[0] or "image"
-        payload = url.split(",", 1)[1] if "," in url else ""
-        size = f", {len(payload) * 3 // 4 // 1024} KB"
-    return f"[image omitted: {media}{size}; this model reads text only]"
+def _content(content: Any, where: str, settings: Settings) -> str | list[dict[str, Any]]:
+    return parts_content(_parts(content, where, settings), "")
+
+
+def _text(content: Any, where: str) -> str:
+    """The text of a content value: a string, or its parts (an image becomes a note)."""
+    return "".join(p["text"] for p in _parts(content, where, None))
