@@ -322,3 +322,26 @@ def test_backend_api_key_is_sent_to_the_backend(make_proxy: Any, sim: SimServer)
         "/v1/chat/completions",
         "/v1/models",
     }
+
+
+EMPTY_BLOCK = "plan</think>\n\nNo call needed.<minimax:tool_call>\n</minimax:tool_call>"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_empty_tool_call_block_never_reaches_the_client(
+    client: openai.OpenAI, stream: bool
+) -> None:
+    script = "SIM_SCRIPT:" + json.dumps({"raw": EMPTY_BLOCK, "chunks": [14, 9, 7]})
+    kw = ask(script, tools=[WEATHER], extra_body={"reasoning_split": True})
+    if stream:
+        out = collect(client.chat.completions.create(**kw, stream=True))
+        content, reason, calls = out["content"], out["finish_reason"], out["calls"]
+    else:
+        choice = client.chat.completions.create(**kw).choices[0]
+        content, reason, calls = (
+            choice.message.content,
+            choice.finish_reason,
+            choice.message.tool_calls,
+        )
+    assert content == "No call needed."
+    assert reason == "stop" and not calls
