@@ -107,7 +107,7 @@ class Tracker:
             entry["ttft_ms"] = round(self.ttft * 1000, 1)
         if info:
             entry.update(info)
-            for kind in ("prompt", "completion", "reasoning"):
+            for kind in ("prompt", "cached", "completion", "reasoning"):
                 if info.get(f"{kind}_tokens"):
                     TOKENS.labels(kind).inc(info[f"{kind}_tokens"])
             if info.get("tool_calls"):

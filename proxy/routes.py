@@ -69,6 +69,7 @@ def _summary(turn: Turn, shaper: Shaper) -> dict[str, Any]:
     return {
         "finish_reason": turn.finish_reason,
         "prompt_tokens": turn.prompt_tokens,
+        "cached_tokens": turn.cached_tokens,
         "completion_tokens": turn.completion_tokens,
         "reasoning_tokens": turn.reasoning_deltas,
         "tool_calls": shaper.calls,
@@ -98,7 +99,7 @@ async def respond(request: Request, dialect: Dialect) -> Response:
     try:
         proxy.check_auth(request)
         body = await proxy.read_json(request)
-        plan = dialect.plan(body, settings, await proxy.model())
+        plan = dialect.plan(body, settings, await proxy.models.route(_model_of(body)))
         tracker = Tracker(request.url.path, dialect.name, plan.stream, rid)
         if plan.foreign_thinking:
             # Edited or from another provider: accepted, as the text is what matters.
@@ -152,7 +153,7 @@ async def count_tokens(request: Request) -> Response:
     try:
         proxy.check_auth(request)
         body = await proxy.read_json(request)
-        plan = MESSAGES.plan(body, proxy.settings, await proxy.model())
+        plan = MESSAGES.plan(body, proxy.settings, await proxy.models.route(_model_of(body)))
         count = await proxy.count_tokens(plan)
     except ProxyError as err:
         return MESSAGES.error(err, rid)
@@ -165,7 +166,7 @@ async def count_tokens(request: Request) -> Response:
 
 async def models(request: Request) -> Response:
     proxy = _proxy(request)
-    names = list(dict.fromkeys(proxy.settings.model_aliases + _some(proxy.backend_model)))
+    names = proxy.models.names()
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(proxy.started))
     # One list both SDKs read: OpenAI's fields and Anthropic's side by side.
     data = [
@@ -229,8 +230,9 @@ def dialect_error(request: Request, err: ProxyError) -> Response:
     return dialect.error(err, request_id(request))
 
 
-def _some(value: str | None) -> tuple[str, ...]:
-    return (value,) if value else ()
+def _model_of(body: Any) -> Any:
+    """The client's model name (the same field in every API), checked by the dialect."""
+    return body.get("model") if isinstance(body, dict) else None
 
 
 async def _write_trace(proxy: Proxy, turn: Turn) -> None:

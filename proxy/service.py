@@ -21,6 +21,7 @@ from starlette.requests import Request
 from . import upstream
 from .config import Settings
 from .errors import ProxyError
+from .models import Models
 from .request import Plan, presented_key
 from .sessions import Recorder, Sessions
 from .shape import Op, Shaper
@@ -40,11 +41,10 @@ class Proxy:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.session: aiohttp.ClientSession | None = None
-        self.backend_model = settings.backend_model
+        self.models = Models(settings, lambda: self._backend_models(timeout=3))
         self.started = int(time.time())
         self.sessions: Sessions | None = None
         self.traces: TraceWriter | None = None
-        self._next_discovery = 0.0
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
@@ -53,9 +53,10 @@ class Proxy:
             self.sessions = Sessions(self.settings, open_store(self.settings))
         if self.settings.streaming_debug:
             self.traces = TraceWriter(self.settings.streaming_debug_path)
-        await self.model()
+        await self.models.start()
 
     async def stop(self) -> None:
+        await self.models.stop()
         if self.session is not None:
             await self.session.close()
         if self.sessions is not None:
@@ -77,26 +78,6 @@ class Proxy:
         except (aiohttp.ClientError, TimeoutError, msgspec.DecodeError):
             pass
         return None
-
-    async def model(self) -> str | None:
-        """The model id for the backend: BACKEND_MODEL, else the backend's own.
-
-        A backend that was down when the proxy started is asked again, at most every
-        30 seconds, so client names do not pass through for the proxy's whole life.
-        """
-        if self.backend_model is None and time.monotonic() >= self._next_discovery:
-            self._next_discovery = time.monotonic() + 30
-            self.backend_model = await self._discover_model()
-        return self.backend_model
-
-    async def _discover_model(self) -> str | None:
-        """The backend's model id, so that client names ("gpt-4o", "claude-…") never reach it."""
-        models = await self._backend_models(timeout=3)
-        try:
-            return str(models["data"][0]["id"])
-        except (KeyError, IndexError, TypeError):
-            log.warning("could not read the backend's model id; client model names pass through")
-            return None
 
     async def backend_ready(self) -> bool:
         return await self._backend_models(timeout=5) is not None

@@ -99,6 +99,12 @@ class Turn:
         return self.usage.prompt_tokens if self.usage is not None else 0
 
     @property
+    def cached_tokens(self) -> int:
+        """Prompt tokens the backend took from its prefix cache (0 when it does not say)."""
+        details = self.usage.prompt_tokens_details if self.usage is not None else None
+        return (details.cached_tokens or 0) if details is not None else 0
+
+    @property
     def completion_tokens(self) -> int:
         """From the backend's usage; without one, its chunks with text (about a token each)."""
         return self.usage.completion_tokens if self.usage is not None else self.deltas

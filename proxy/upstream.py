@@ -58,10 +58,15 @@ class UpChoice(msgspec.Struct, gc=False):
     stop_reason: str | int | None = None  # vLLM: the stop string that ended generation
 
 
+class UpPromptDetails(msgspec.Struct, gc=False):
+    cached_tokens: int | None = None  # vLLM, SGLang: prompt tokens served from the prefix cache
+
+
 class UpUsage(msgspec.Struct, gc=False):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    prompt_tokens_details: UpPromptDetails | None = None
 
 
 class UpError(msgspec.Struct, gc=False):

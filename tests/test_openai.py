@@ -302,7 +302,7 @@ def test_backend_model_discovered_when_the_backend_comes_up_late(make_proxy: Any
     server = make_proxy(backend_url=f"http://127.0.0.1:{port}")  # nothing listens yet
     late = bg.run(start_sim(port=port, model="MiniMax-M2-late"))
     try:
-        server.app.state.proxy._next_discovery = 0  # as if the 30 s back-off had passed
+        server.app.state.proxy.models._next_discovery = 0  # as if the 30 s back-off had passed
         with openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0) as c:
             c.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
         chats = [r for r in late.requests if r.path == "/v1/chat/completions"]

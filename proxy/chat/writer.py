@@ -31,13 +31,14 @@ def finish_reason(backend: str | None, calls: int) -> str:
     return backend if backend in ("stop", "content_filter") else "stop"
 
 
-def usage_dict(turn: Turn) -> dict[str, int]:
+def usage_dict(turn: Turn) -> dict[str, Any]:
     prompt, completion = turn.prompt_tokens, turn.completion_tokens
     total = turn.usage.total_tokens if turn.usage is not None else 0
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": total or prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": turn.cached_tokens},
     }
 
 
