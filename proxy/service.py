@@ -22,9 +22,9 @@ from . import upstream
 from .config import Settings
 from .errors import ProxyError
 from .models import Models
-from .request import Plan, presented_key
+from .request import Plan, check_forward_names, presented_key
 from .sessions import Recorder, Sessions
-from .shape import Op, Shaper
+from .shape import LOGPROBS, Op, Shaper
 from .store import StoredTurn, open_store
 from .tokens import count_prompt_tokens
 from .trace import Trace, TraceWriter
@@ -39,6 +39,7 @@ class Proxy:
     """State shared by the routes of one app: settings and the backend session."""
 
     def __init__(self, settings: Settings) -> None:
+        check_forward_names(settings.forward_options)
         self.settings = settings
         self.session: aiohttp.ClientSession | None = None
         self.models = Models(settings, lambda: self._backend_models(timeout=3))
@@ -158,6 +159,8 @@ async def pump(
                 chunks = reader.feed(data)
                 if chunks:
                     ops = shaper.feed(turn.feed(chunks))
+                    if turn.logprobs:
+                        ops.append((LOGPROBS, turn.take_logprobs()))
                     if ops:
                         if recorder is not None:
                             recorder.feed(ops)
@@ -168,6 +171,8 @@ async def pump(
         except upstream.NETWORK_ERRORS as exc:
             raise upstream.network_error(exc) from exc
         ops = shaper.feed(turn.feed(chunks) + turn.close()) + shaper.close()
+        if turn.logprobs:
+            ops.append((LOGPROBS, turn.take_logprobs()))
         if recorder is not None and save is not None:
             recorder.feed(ops)
             await save(recorder.turn())

@@ -42,6 +42,7 @@ class Turn:
         "_tools",
         "deltas",
         "finish_reason",
+        "logprobs",
         "reasoning_deltas",
         "stop_reason",
         "trace",
@@ -62,6 +63,7 @@ class Turn:
         self.reasoning_deltas = 0  # of which reasoning: the reasoning-token estimate
         self.trace: Trace | None = None
         self.usage: UpUsage | None = None
+        self.logprobs: list[msgspec.Raw] = []  # of the chunks fed since take_logprobs()
 
     def feed(self, chunks: list[UpChunk]) -> list[Event]:
         out: list[Event] = []
@@ -71,6 +73,8 @@ class Turn:
             if not chunk.choices:
                 continue
             choice = chunk.choices[0]
+            if len(choice.logprobs) > 4:  # not absent, not null: the client asked for them
+                self.logprobs.append(choice.logprobs)
             delta = choice.delta
             if delta is not None:
                 reasoning = delta.reasoning_content or delta.reasoning
@@ -93,6 +97,10 @@ class Turn:
                 self.finish_reason = choice.finish_reason
                 self.stop_reason = choice.stop_reason
         return out
+
+    def take_logprobs(self) -> list[msgspec.Raw]:
+        taken, self.logprobs = self.logprobs, []
+        return taken
 
     @property
     def prompt_tokens(self) -> int:

@@ -56,6 +56,7 @@ class UpChoice(msgspec.Struct, gc=False):
     delta: UpDelta | None = None
     finish_reason: str | None = None
     stop_reason: str | int | None = None  # vLLM: the stop string that ended generation
+    logprobs: msgspec.Raw = msgspec.Raw()  # passed through undecoded; b"null" when not asked
 
 
 class UpPromptDetails(msgspec.Struct, gc=False):

@@ -19,6 +19,7 @@ from ..request import (
     backend_body,
     bad,
     check_temperature,
+    forward_options,
     positive_int,
     think_content,
     tool_hint,
@@ -27,18 +28,6 @@ from ..request import (
 __all__ = ["plan_openai", "text_of"]
 
 _enc = msgspec.json.Encoder().encode
-_FORWARD = (
-    "top_p",
-    "top_k",
-    "min_p",
-    "stop",
-    "seed",
-    "presence_penalty",
-    "frequency_penalty",
-    "repetition_penalty",
-    "logit_bias",
-    "response_format",
-)
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 
@@ -79,9 +68,7 @@ def plan_openai(body: Any, settings: Settings, backend_model: str | None) -> Pla
 
     history = backend_messages(messages, tool_hint(required, named) if tools else None)
     backend = backend_body(history, backend_model or model, temperature, max_tokens, tools)
-    for key in _FORWARD:
-        if body.get(key) is not None:
-            backend[key] = body[key]
+    forward_options(body, backend, settings)
 
     split_flag = body.get("reasoning_split")
     extra = body.get("extra_body")

@@ -12,12 +12,13 @@ from typing import Any
 import msgspec
 
 from ..errors import ProxyError, openai_error_body
-from ..shape import CALL_ARGS, CALL_START, REASONING, TEXT, Op
+from ..shape import CALL_ARGS, CALL_START, LOGPROBS, REASONING, TEXT, Op
 from ..turn import Turn
 
 __all__ = ["OpenAIResult", "OpenAIStream", "finish_reason", "usage_dict"]
 
 _enc = msgspec.json.Encoder().encode
+_dec = msgspec.json.decode
 DONE = b"data: [DONE]\n\n"
 _DETAIL_HEAD = b'"reasoning_details":[{"type":"reasoning.text","id":"reasoning-text-1","format":"MiniMax-response-v1","index":0,"text":'  # noqa: E501
 
@@ -95,6 +96,10 @@ class OpenAIStream:
                     + b',"arguments":""}}]}'
                     + tail
                 )
+            elif kind == LOGPROBS:
+                # One chunk per backend chunk, its logprobs as the backend gave them.
+                for raw in op[1]:
+                    parts.append(head + b'{},"logprobs":' + raw + b',"finish_reason":null}]}\n\n')
         return b"".join(parts)
 
     def end(self, turn: Turn, calls: int) -> bytes:
@@ -119,6 +124,7 @@ class OpenAIResult:
         self._text: list[str] = []
         self._reasoning: list[str] = []
         self._calls: dict[int, dict[str, Any]] = {}
+        self._logprobs: list[Any] | None = None
 
     def ops(self, ops: list[Op]) -> None:
         for op in ops:
@@ -132,6 +138,13 @@ class OpenAIResult:
             elif kind == CALL_START:
                 fn = {"name": op[3], "arguments": []}
                 self._calls[op[1]] = {"id": op[2], "type": "function", "function": fn}
+            elif kind == LOGPROBS:
+                if self._logprobs is None:
+                    self._logprobs = []
+                for raw in op[1]:
+                    part = _dec(raw)
+                    if isinstance(part, dict) and isinstance(part.get("content"), list):
+                        self._logprobs += part["content"]
 
     def body(self, turn: Turn, calls: int) -> bytes:
         reason = finish_reason(turn.finish_reason, calls)
@@ -166,7 +179,12 @@ class OpenAIResult:
                 "created": self._created,
                 "model": self._model,
                 "choices": [
-                    {"index": 0, "message": message, "logprobs": None, "finish_reason": reason}
+                    {
+                        "index": 0,
+                        "message": message,
+                        "logprobs": None if self._logprobs is None else {"content": self._logprobs},
+                        "finish_reason": reason,
+                    }
                 ],
                 "usage": usage,
             }
