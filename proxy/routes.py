@@ -89,6 +89,28 @@ def _failed(tracker: Tracker | None, err: ProxyError, backend: bool) -> None:
 
 
 async def respond(request: Request, dialect: Dialect) -> Response:
+    """Answer one API request; the caller's key slot is held until the response has ended."""
+    slot: list[Callable[[], None]] = []  # the release of the key's slot, once taken
+
+    def release() -> None:
+        for free in slot:
+            free()
+
+    try:
+        response = await _respond(request, dialect, slot)
+    except BaseException:
+        release()
+        raise
+    if isinstance(response, SSEResponse):
+        response.on_close = release  # when the stream ends, however it ends
+    else:
+        release()
+    return response  # type: ignore[return-value]  # an SSEResponse is an ASGI app too
+
+
+async def _respond(
+    request: Request, dialect: Dialect, slot: list[Callable[[], None]]
+) -> Response | SSEResponse:
     proxy = _proxy(request)
     settings = proxy.settings
     rid = request_id(request)
@@ -97,10 +119,11 @@ async def respond(request: Request, dialect: Dialect) -> Response:
     sessions = proxy.sessions
     save = None
     try:
-        proxy.check_auth(request)
+        key = proxy.check_auth(request)
         body = await proxy.read_json(request)
         plan = dialect.plan(body, settings, await proxy.models.route(_model_of(body)))
-        tracker = Tracker(request.url.path, dialect.name, plan.stream, rid)
+        tracker = Tracker(request.url.path, dialect.name, plan.stream, rid, key)
+        slot.append(proxy.keys.acquire(key))
         if plan.foreign_thinking:
             # Edited or from another provider: accepted, as the text is what matters.
             log.info("%d thinking block(s) not signed by this proxy", plan.foreign_thinking)
@@ -118,7 +141,7 @@ async def respond(request: Request, dialect: Dialect) -> Response:
         writer = dialect.stream(plan, settings)
         body = _stream_body(proxy, resp, turn, shaper, writer, tracker, save)
         headers = {**_SSE_HEADERS, **_id_headers(dialect, rid)}
-        return SSEResponse(body, headers, dialect.ping, settings.ping_interval)  # type: ignore[return-value]
+        return SSEResponse(body, headers, dialect.ping, settings.ping_interval)
     result = dialect.result(plan, settings)
 
     async def collect(ops: list[Op]) -> None:

@@ -8,7 +8,6 @@ backend (created in the lifespan), the session store and the trace writer.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -21,6 +20,7 @@ from starlette.requests import Request
 from . import upstream
 from .config import Settings
 from .errors import ProxyError
+from .keys import Keys
 from .models import Models
 from .request import Plan, check_forward_names, presented_key
 from .sessions import Recorder, Sessions
@@ -43,6 +43,7 @@ class Proxy:
         self.settings = settings
         self.session: aiohttp.ClientSession | None = None
         self.models = Models(settings, lambda: self._backend_models(timeout=3))
+        self.keys = Keys(settings)
         self.started = int(time.time())
         self.sessions: Sessions | None = None
         self.traces: TraceWriter | None = None
@@ -55,8 +56,10 @@ class Proxy:
         if self.settings.streaming_debug:
             self.traces = TraceWriter(self.settings.streaming_debug_path)
         await self.models.start()
+        await self.keys.start()
 
     async def stop(self) -> None:
+        await self.keys.stop()
         await self.models.stop()
         if self.session is not None:
             await self.session.close()
@@ -85,13 +88,9 @@ class Proxy:
 
     # -- request helpers ------------------------------------------------------
 
-    def check_auth(self, request: Request) -> None:
-        expected = self.settings.auth_api_key
-        if expected is None:
-            return
-        given = presented_key(request.headers)
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            raise ProxyError(401, "invalid or missing API key", code="invalid_api_key")
+    def check_auth(self, request: Request) -> str:
+        """The name of the caller's key (``-`` when auth is off); 401 for a wrong key."""
+        return self.keys.name_of(presented_key(request.headers))
 
     async def read_json(self, request: Request) -> Any:
         limit = self.settings.max_request_bytes
