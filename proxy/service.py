@@ -8,6 +8,7 @@ backend (created in the lifespan), the session store and the trace writer.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -49,6 +50,8 @@ class Proxy:
         self.traces: TraceWriter | None = None
 
     async def start(self) -> None:
+        loop = type(asyncio.get_running_loop())
+        log.info("event loop: %s", "uvloop" if loop.__module__.startswith("uvloop") else "asyncio")
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
         self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         if self.settings.session_store_enabled:
