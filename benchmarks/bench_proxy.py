@@ -1179,6 +1179,17 @@ def targets(
     return rows
 
 
+def _scenarios(
+    results: list[Result], names: Sequence[str]
+) -> Iterator[tuple[str, list[dict[str, float]]]]:
+    """(label, figures of each of ``names``) for every scenario measured on all of them."""
+    for key in dict.fromkeys(r.workload.key for r in results):
+        figures = [_get(results, key, t) for t in names]
+        if all(figures):
+            label = next(r.workload.label for r in results if r.workload.key == key)
+            yield label, [f for f in figures if f]
+
+
 def _fmt(x: float, digits: int = 1) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
@@ -1258,11 +1269,7 @@ def markdown(out: dict[str, Any], command: str, elapsed: float) -> str:
         "proxy) | other load, cores (direct / relay / proxy) |",
         "|---|--:|--:|--:|--:|--:|--:|",
     ]
-    for key in dict.fromkeys(r.workload.key for r in results):
-        d, rl, px = (_get(results, key, t) for t in TARGETS)
-        if not (d and rl and px):
-            continue
-        label = next(r.workload.label for r in results if r.workload.key == key)
+    for label, (d, rl, px) in _scenarios(results, TARGETS):
         lines.append(
             f"| {label} | {rl['cpu_relay']:.4f} | {px['cpu_proxy']:.4f} "
             f"| {px['cpu_proxy'] / rl['cpu_relay']:.2f}x | {d['cpu_sim']:.4f} "
@@ -1309,8 +1316,7 @@ def markdown(out: dict[str, Any], command: str, elapsed: float) -> str:
 
 def loops_table(results: list[Result]) -> list[str]:
     """The proxy on uvloop against the proxy on asyncio, scenario by scenario (``--loops``)."""
-    keys = [r.workload.key for r in results if r.target == ASYNCIO]
-    if not keys:
+    if not any(r.target == ASYNCIO for r in results):
         return []
     lines = [
         "",
@@ -1323,11 +1329,7 @@ def loops_table(results: list[Result]) -> list[str]:
         "| CPU µs/chunk: uvloop | asyncio |",
         "|---|--:|--:|--:|--:|--:|--:|",
     ]
-    for key in keys:
-        rl, uv, aio = (_get(results, key, t) for t in ("relay", "proxy", ASYNCIO))
-        if not (rl and uv and aio):
-            continue
-        label = next(r.workload.label for r in results if r.workload.key == key)
+    for label, (rl, uv, aio) in _scenarios(results, ("relay", "proxy", ASYNCIO)):
         lines.append(
             f"| {label} | {uv['total_mean'] / rl['total_mean']:.3f}x "
             f"| {aio['total_mean'] / rl['total_mean']:.3f}x | {_fmt(uv['gap_p99'], 2)} "
