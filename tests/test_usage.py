@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from proxy.sim import SimServer
 from tests.servers import ProxyServer
+from tests.test_operations import metric
 
 
 def _prompt() -> str:
@@ -70,13 +72,15 @@ def test_cached_tokens_are_counted_in_metrics(
     proxy_server: ProxyServer, client: openai.OpenAI, sim: SimServer
 ) -> None:
     def cached_total() -> float:
-        for line in httpx.get(proxy_server.url + "/metrics").text.splitlines():
-            if line.startswith('minimax_proxy_tokens_total{type="cached"}'):
-                return float(line.split()[-1])
-        return 0.0
+        text = httpx.get(proxy_server.url + "/metrics").text
+        return metric(text, "minimax_proxy_tokens_total", type="cached", key="-")
 
     text = _prompt()
     _oai_usage(client, text, stream=False)
     before = cached_total()
-    usage = _oai_usage(client, text, stream=True)
-    assert cached_total() - before == usage.prompt_tokens_details.cached_tokens > 0
+    cached = _oai_usage(client, text, stream=True).prompt_tokens_details.cached_tokens
+    assert cached > 0
+    deadline = time.monotonic() + 5  # the stream's record is made just after its last bytes
+    while cached_total() - before < cached and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert cached_total() - before == cached
