@@ -83,6 +83,7 @@ class Keys:
         self._path = Path(settings.auth_keys_file) if settings.auth_keys_file else None
         self._stamp: tuple[int, int, int] | None = None
         self._keys: list[_Key] = []
+        self._limits: dict[str, int] = {}  # name -> max_concurrent, for the keys that have one
         self._active: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._load(startup=True)
@@ -133,7 +134,7 @@ class Keys:
         Raises:
             ProxyError: 429 ``rate_limit_exceeded`` when the key is at its limit.
         """
-        limit = next((k.max_concurrent for k in self._keys if k.name == name), None)
+        limit = self._limits.get(name)
         active = self._active.get(name, 0)
         if limit is not None and active >= limit:
             raise ProxyError(
@@ -174,6 +175,7 @@ class Keys:
         if not startup:
             log.info("keys reloaded: %s", ", ".join(k.name for k in keys) or "none")
         self._keys = keys
+        self._limits = {k.name: k.max_concurrent for k in keys if k.max_concurrent}
 
     async def _watch(self) -> None:
         assert self._path is not None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 
@@ -98,8 +100,6 @@ def test_the_model_list_is_refreshed_periodically(
     two_models.options.models = (*MODELS[1:], "MiniMax-M3")
 
     async def wait() -> list[str]:
-        import asyncio
-
         for _ in range(50):
             if "MiniMax-M3" in server.app.state.proxy.models.served:
                 break
@@ -107,3 +107,9 @@ def test_the_model_list_is_refreshed_periodically(
         return list(server.app.state.proxy.models.served)
 
     assert bg.run(wait()) == [*MODELS, "MiniMax-M3"]
+
+
+def test_the_sim_refuses_a_model_it_does_not_serve(two_models: SimServer) -> None:
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+    r = httpx.post(two_models.url + "/v1/chat/completions", json=body)
+    assert r.status_code == 404 and "gpt-4o" in r.json()["error"]["message"]
