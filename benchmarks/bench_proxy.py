@@ -6,6 +6,7 @@ Run from the repository root::
     .venv/bin/python benchmarks/bench_proxy.py --quick  # smoke run (~30 s), writes nothing
     .venv/bin/python benchmarks/bench_proxy.py --rev HEAD        # the committed proxy and sim
     .venv/bin/python benchmarks/bench_proxy.py --profile /tmp/p.txt  # py-spy the proxy (64 streams)
+    .venv/bin/python benchmarks/bench_proxy.py --loops   # the proxy on uvloop and on asyncio
 
 Three server processes are started on free loopback ports and always stopped at the end:
 
@@ -13,8 +14,11 @@ Three server processes are started on free loopback ports and always stopped at 
 - a minimal pass-through relay (this file, ``--serve-relay``): an aiohttp server that forwards the
   request body to the sim with an aiohttp client and copies the response bytes through unchanged
   (``iter_any`` -> ``write``), no parsing. It is the practical floor for a Python relay;
-- the proxy (``python -m proxy``, one hypercorn worker, default settings), in front of the same
-  sim, started in a scratch directory so that no ``.env`` is read.
+- the proxy (``python -m proxy``, one hypercorn worker, default settings: uvloop where it is
+  installed), in front of the same sim, started in a scratch directory so that no ``.env`` is read.
+  With ``--loops`` it is pinned to uvloop (``EVENT_LOOP=uvloop``), and a fourth process,
+  **proxy_asyncio**, is the same proxy on the standard asyncio loop, measured in the same run
+  right after it, scenario by scenario.
 
 The load generator runs in this process on plain asyncio protocols (keep-alive HTTP/1.1, one
 connection per worker): on the hot path it only timestamps each network read and looks for the
@@ -95,6 +99,7 @@ PYTHON = sys.executable
 TOKEN_CHARS = 4
 TARGETS = ("direct", "relay", "proxy", "responses")
 # "responses" is the same proxy process answering POST /v1/responses for the same backend reply.
+ASYNCIO = "proxy_asyncio"  # the proxy on the standard loop (--loops)
 HEADERS = {"content-type": "application/json", "accept": "text/event-stream"}
 CHILD_ENV: dict[str, str] = {}  # extra environment for the sim and proxy processes (--rev)
 
@@ -217,11 +222,15 @@ def start_relay(workdir: Path, upstream: str) -> Server:
     return spawn("relay", argv, {}, workdir, port)
 
 
-def start_proxy(workdir: Path, upstream: str) -> Server:
+def start_proxy(workdir: Path, upstream: str, loop: str = "auto", name: str = "proxy") -> Server:
     port = common.free_port()
     # A scratch working directory: no developer .env is read.
-    env = {"TABBY_URL": upstream, "HOST": "127.0.0.1", "PORT": str(port)}
-    return spawn("proxy", [PYTHON, "-m", "proxy"], env, workdir, port)
+    env = {"TABBY_URL": upstream, "HOST": "127.0.0.1", "PORT": str(port), "EVENT_LOOP": loop}
+    return spawn(name, [PYTHON, "-m", "proxy"], env, workdir, port)
+
+
+def is_proxy(target: str) -> bool:
+    return target.startswith("proxy")
 
 
 # ---------------------------------------------------------------------------- workloads
@@ -749,7 +758,7 @@ def responses_text(raw: str) -> tuple[str, Any]:
 
 
 def expected_text(target: str, raw: str) -> tuple[str, Any]:
-    if target == "proxy":
+    if is_proxy(target):
         return proxy_text(raw)
     if target == "responses":
         return responses_text(raw)
@@ -779,7 +788,7 @@ class Result:
 
 def check(w: Workload, target: str, streams: list[Stream]) -> list[str]:
     errors: list[str] = []
-    if w.long and target in ("proxy", "responses"):
+    if w.long and (is_proxy(target) or target == "responses"):
         for n, s in enumerate(streams):
             got = [
                 {"name": v[0], "arguments": json.loads("".join(v[1:]))}
@@ -1007,7 +1016,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             servers.append(sim)
             await wait_ready(sim)
             relay = start_relay(workdir, sim.url)
-            proxy = start_proxy(workdir, sim.url)
+            proxy = start_proxy(workdir, sim.url, "uvloop" if args.loops else "auto")
             servers += [relay, proxy]
             await wait_ready(relay)
             await wait_ready(proxy)
@@ -1017,12 +1026,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             watched = {"direct": {"sim": sim}, "relay": {"sim": sim, "relay": relay},
                        "proxy": {"sim": sim, "proxy": proxy},
                        "responses": {"sim": sim, "proxy": proxy}}  # fmt: skip
+            order = list(TARGETS)
+            if args.loops:
+                other = start_proxy(workdir, sim.url, "asyncio", ASYNCIO)
+                servers.append(other)
+                await wait_ready(other)
+                targets[ASYNCIO] = Target(other.url)
+                watched[ASYNCIO] = {"sim": sim, ASYNCIO: other}
+                order.append(ASYNCIO)
             try:
-                for t in TARGETS:  # first-use costs (imports, caches) out of the way
+                for t in order:  # first-use costs (imports, caches) out of the way
                     await closed_loop(targets[t], body_for(t, loads[0]), 4, 5)
                 for w in loads:
                     base = None
-                    for t in TARGETS:
+                    for t in order:
                         r = await measure(t, targets[t], w, watched[t], args.retries)
                         if t == "direct":
                             base = baseline_curve(w, measured(r))
@@ -1044,8 +1061,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for target in targets.values():
                     target.close()
             if not args.skip_idle:
-                relay.stop()
-                proxy.stop()
+                for s in servers[1:]:
+                    s.stop()
                 n = 50 if args.quick else 1000
                 for make in (start_relay, start_proxy):
                     fresh = make(workdir, sim.url)
@@ -1249,6 +1266,17 @@ def targets(
     return rows
 
 
+def _scenarios(
+    results: list[Result], names: Sequence[str]
+) -> Iterator[tuple[str, list[dict[str, float]]]]:
+    """(label, figures of each of ``names``) for every scenario measured on all of them."""
+    for key in dict.fromkeys(r.workload.key for r in results):
+        figures = [_get(results, key, t) for t in names]
+        if all(figures):
+            label = next(r.workload.label for r in results if r.workload.key == key)
+            yield label, [f for f in figures if f]
+
+
 def _fmt(x: float, digits: int = 1) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
@@ -1270,8 +1298,14 @@ def markdown(out: dict[str, Any], command: str, elapsed: float) -> str:
         "",
         "Targets: **direct** = the simulated backend, **relay** = a minimal aiohttp pass-through "
         "(no parsing), **proxy** = this project (one hypercorn worker, default settings: thinking "
-        "passed through as `<think>` text), **responses** = the same proxy process answering the "
-        "same backend reply on `POST /v1/responses` (reasoning as summary deltas). "
+        "passed through as `<think>` text, "
+        + (
+            "pinned to uvloop; **proxy_asyncio** = the same on the standard asyncio loop). "
+            if any(r.target == ASYNCIO for r in results)
+            else "uvloop where installed). "
+        )
+        + "**responses** = the same proxy process answering the same backend reply on "
+        "`POST /v1/responses` (reasoning as summary deltas). "
         "Sim, target and load generator share the 2 cores. "
         "Each request is a ~200-token reasoning-then-text reply (4 characters a token); the "
         "long one is the sim's `long parallel` tools reply. At 100 tok/s, 64 and 256 streams are "
@@ -1325,11 +1359,11 @@ def markdown(out: dict[str, Any], command: str, elapsed: float) -> str:
         "| other load, cores (direct / relay / proxy) |",
         "|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
-    for key in dict.fromkeys(r.workload.key for r in results):
-        d, rl, px, rs = (_get(results, key, t) for t in TARGETS)
-        if not (d and rl and px):
-            continue
-        label = next(r.workload.label for r in results if r.workload.key == key)
+    for label, (d, rl, px) in _scenarios(results, ("direct", "relay", "proxy")):
+        rs = next(
+            (r.figures for r in results if r.workload.label == label and r.target == "responses"),
+            None,
+        )
         on_responses = (
             f"{rs['cpu_proxy']:.4f} ({rs['cpu_proxy'] / px['cpu_proxy']:.2f}x)" if rs else "–"
         )
@@ -1369,11 +1403,37 @@ def markdown(out: dict[str, Any], command: str, elapsed: float) -> str:
                 f"| {name} | {m['streams']:.0f} | {m['rss_before']:.0f} | {m['rss_open']:.0f} "
                 f"| {m['rss_after']:.0f} | {m['kib_per_stream']:.1f} |"
             )
+    lines += loops_table(results)
     errors = [e for r in results for e in r.errors]
     lines += ["", "Correctness: " + ("every response matched the sim's plan." if not errors
               else "**mismatches:** " + "; ".join(errors[:10]))]  # fmt: skip
     lines += ["", f"![proxy overhead]({PLOT_PATH.name})", "", END_MARKER]
     return "\n".join(lines) + "\n"
+
+
+def loops_table(results: list[Result]) -> list[str]:
+    """The proxy on uvloop against the proxy on asyncio, scenario by scenario (``--loops``)."""
+    if not any(r.target == ASYNCIO for r in results):
+        return []
+    lines = [
+        "",
+        "### Event loop: uvloop against asyncio",
+        "",
+        "The same proxy and settings, measured in the same run one after the other. Total time "
+        "is the mean per request, as a ratio to the relay's; CPU in µs per backend chunk.",
+        "",
+        "| scenario | total vs relay: uvloop | asyncio | gap p99 ms: uvloop | asyncio "
+        "| CPU µs/chunk: uvloop | asyncio |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for label, (rl, uv, aio) in _scenarios(results, ("relay", "proxy", ASYNCIO)):
+        lines.append(
+            f"| {label} | {uv['total_mean'] / rl['total_mean']:.3f}x "
+            f"| {aio['total_mean'] / rl['total_mean']:.3f}x | {_fmt(uv['gap_p99'], 2)} "
+            f"| {_fmt(aio['gap_p99'], 2)} | {uv['cpu_proxy'] * 1e3:.1f} "
+            f"| {aio['cpu_' + ASYNCIO] * 1e3:.1f} |"
+        )
+    return lines
 
 
 def plot(results: list[Result], path: Path) -> None:
@@ -1462,6 +1522,11 @@ def main(argv: list[str] | None = None) -> None:
         help="no more repeats once the run has taken S seconds (240)",
     )
     ap.add_argument("--skip-idle", action="store_true", help="skip the idle-streams memory test")
+    ap.add_argument(
+        "--loops",
+        action="store_true",
+        help="run the proxy on uvloop and, as a fourth target, on asyncio, side by side",
+    )
     ap.add_argument("--serve-relay", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--upstream", default="", help=argparse.SUPPRESS)

@@ -356,6 +356,8 @@ class StreamParser:
         elif tag is Tag.BLOCK_CLOSE:
             if state is State.INVOKE:
                 self._end_call()
+            elif state is State.BLOCK_OPEN:
+                self._raw = []  # a block with no call: markup, never shown to a client
         elif (state is _CONTENT and tag is Tag.THINK_OPEN) or state is _QUOTED:
             self._put(ContentText, tag.value)  # a literal pair in content is content
         self._go(tag)

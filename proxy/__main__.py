@@ -1,6 +1,6 @@
 """Command line.
 
-minimax-m2-proxy [serve] [--host H] [--port P] [--workers N]
+minimax-m2-proxy [serve] [--host H] [--port P] [--workers N] [--loop auto|uvloop|asyncio]
 minimax-m2-proxy sim [--port P] ...        the simulated MiniMax-M2 backend
 minimax-m2-proxy replay TRACE [--request-id ID]
 """
@@ -8,6 +8,7 @@ minimax-m2-proxy replay TRACE [--request-id ID]
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import sys
@@ -49,12 +50,18 @@ def serve(argv: list[str]) -> None:
         default=float(os.environ.get("GRACEFUL_TIMEOUT_SECONDS", "30")),
         help="on SIGTERM, seconds in-flight streams may take to finish (default 30)",
     )
+    ap.add_argument(
+        "--loop",
+        choices=("auto", "uvloop", "asyncio"),
+        help="event loop (default: EVENT_LOOP or auto: uvloop where it is installed)",
+    )
     opts = ap.parse_args(argv)
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
         sys.exit(f"minimax-m2-proxy: configuration error: {exc}")
     config = Config()
+    config.worker_class = _worker_class(opts.loop or settings.event_loop)
     config.bind = [f"{opts.host or settings.host}:{opts.port or settings.port}"]
     config.application_path = "proxy.asgi:app"
     # One worker runs in this process; more are hypercorn's spawned processes.
@@ -67,6 +74,14 @@ def serve(argv: list[str]) -> None:
     config.errorlog = logging.getLogger("hypercorn.error")  # through our handler, once
     config.keep_alive_timeout = 75
     sys.exit(run(config))
+
+
+def _worker_class(loop: str) -> str:
+    """hypercorn's worker class for the EVENT_LOOP setting (or --loop)."""
+    has_uvloop = importlib.util.find_spec("uvloop") is not None
+    if loop == "uvloop" and not has_uvloop:
+        sys.exit("minimax-m2-proxy: EVENT_LOOP=uvloop, but uvloop is not installed")
+    return "uvloop" if loop == "uvloop" or (loop == "auto" and has_uvloop) else "asyncio"
 
 
 if __name__ == "__main__":

@@ -72,6 +72,25 @@ def _list(value: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in value.split(",") if x.strip())
 
 
+def _alias_entries(value: str) -> tuple[tuple[str, str], ...]:
+    """``name`` or ``name=backend-model`` entries; a plain name has the target ''."""
+    entries = []
+    for item in _list(value):
+        name, sep, target = (part.strip() for part in item.partition("="))
+        if not name or (sep and not target):
+            raise ValueError(f"expected name or name=backend-model, got {item!r}")
+        entries.append((name, target))
+    return tuple(entries)
+
+
+def _alias_names(value: str) -> tuple[str, ...]:
+    return tuple(name for name, _ in _alias_entries(value))
+
+
+def _alias_targets(value: str) -> tuple[tuple[str, str], ...]:
+    return tuple((name, target) for name, target in _alias_entries(value) if target)
+
+
 def _str(value: str) -> str:
     return value.strip()
 
@@ -98,8 +117,13 @@ class Settings:
     backend_model: str | None = _opt(_optional, "BACKEND_MODEL")
     backend_tool_choice: str = _opt(_choice("auto-detect", "none", "omit"), "BACKEND_TOOL_CHOICE")
     backend_images: str = _opt(_choice("text", "pass"), "BACKEND_IMAGES")
-    model_aliases: tuple[str, ...] = _opt(_list, "MODEL_ALIASES")
+    model_aliases: tuple[str, ...] = _opt(_alias_names, "MODEL_ALIASES")
+    # The same variable, its ``alias=backend-model`` entries.
+    model_alias_targets: tuple[tuple[str, str], ...] = _opt(_alias_targets, "MODEL_ALIASES")
+    model_refresh_seconds: float = _opt(_positive_float, "MODEL_REFRESH_SECONDS")
+    forward_options: tuple[str, ...] = _opt(_list, "FORWARD_OPTIONS")
     auth_api_key: str | None = _opt(_optional, "AUTH_API_KEY")
+    auth_keys_file: str | None = _opt(_optional, "AUTH_KEYS_FILE")
     starts_in_think: bool = _opt(_bool, "STARTS_IN_THINK")
     thinking_passthrough: bool = _opt(_bool, "ENABLE_THINKING_PASSTHROUGH")
     reasoning_split: bool = _opt(_bool, "ENABLE_REASONING_SPLIT")
@@ -125,6 +149,7 @@ class Settings:
     responses_reasoning: str = _opt(_choice("summary", "raw"), "RESPONSES_REASONING")
     responses_ttl_seconds: int = _opt(_int(1), "RESPONSES_TTL_SECONDS")
     responses_store_bytes: int = _opt(_int(0), "RESPONSES_STORE_MAX_BYTES")
+    event_loop: str = _opt(_choice("auto", "uvloop", "asyncio"), "EVENT_LOOP")
 
     @classmethod
     def from_env(
@@ -169,7 +194,10 @@ _DEFAULTS: dict[str, str] = {
     "BACKEND_TOOL_CHOICE": "auto-detect",
     "BACKEND_IMAGES": "text",
     "MODEL_ALIASES": "minimax-m2,MiniMax-M2",
+    "MODEL_REFRESH_SECONDS": "300",
+    "FORWARD_OPTIONS": "",
     "AUTH_API_KEY": "",
+    "AUTH_KEYS_FILE": "",
     "STARTS_IN_THINK": "true",
     "ENABLE_THINKING_PASSTHROUGH": "true",
     "ENABLE_REASONING_SPLIT": "true",
@@ -195,6 +223,7 @@ _DEFAULTS: dict[str, str] = {
     "RESPONSES_REASONING": "summary",
     "RESPONSES_TTL_SECONDS": "3600",
     "RESPONSES_STORE_MAX_BYTES": "67108864",
+    "EVENT_LOOP": "auto",
 }
 
 

@@ -28,11 +28,13 @@ log = logging.getLogger("proxy.access")
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 _GAPS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 15, 60)
 
+# ``key`` is the name of the caller's API key (from the keys file: bounded), "-" without auth.
 REQUESTS = Counter(
-    "minimax_proxy_requests_total", "Requests served", ["route", "dialect", "stream", "status"]
-)
+    "minimax_proxy_requests_total", "Requests served",
+    ["route", "dialect", "stream", "status", "key"],
+)  # fmt: skip
 DURATION = Histogram(
-    "minimax_proxy_request_duration_seconds", "Whole request time", ["dialect", "stream"],
+    "minimax_proxy_request_duration_seconds", "Whole request time", ["dialect", "stream", "key"],
     buckets=_LATENCY,
 )  # fmt: skip
 TTFT = Histogram(
@@ -43,7 +45,7 @@ GAP = Histogram(
     "minimax_proxy_inter_chunk_seconds", "Time between streamed chunks", ["dialect"],
     buckets=_GAPS,
 )  # fmt: skip
-TOKENS = Counter("minimax_proxy_tokens_total", "Tokens by kind", ["type"])
+TOKENS = Counter("minimax_proxy_tokens_total", "Tokens by kind", ["type", "key"])
 TOOL_CALLS = Counter("minimax_proxy_tool_calls_total", "Tool calls returned", ["dialect"])
 FALLBACKS = Counter(
     "minimax_proxy_parse_fallbacks_total", "Malformed tool-call markup returned as content"
@@ -89,10 +91,11 @@ def render() -> tuple[bytes, str]:
 class Tracker:
     """Times one request and records it once, whichever way it ends."""
 
-    __slots__ = ("_gap", "_last", "dialect", "rid", "route", "start", "stream", "ttft")
+    __slots__ = ("_gap", "_last", "dialect", "key", "rid", "route", "start", "stream", "ttft")
 
-    def __init__(self, route: str, dialect: str, stream: bool, rid: str) -> None:
+    def __init__(self, route: str, dialect: str, stream: bool, rid: str, key: str = "-") -> None:
         self.route, self.dialect, self.stream, self.rid = route, dialect, stream, rid
+        self.key = key
         self.start = time.perf_counter()
         self.ttft: float | None = None
         self._last = 0.0
@@ -114,10 +117,11 @@ class Tracker:
         stream = "true" if self.stream else "false"
         if self.stream:
             IN_FLIGHT.dec()
-        REQUESTS.labels(self.route, self.dialect, stream, str(status)).inc()
-        DURATION.labels(self.dialect, stream).observe(elapsed)
+        REQUESTS.labels(self.route, self.dialect, stream, str(status), self.key).inc()
+        DURATION.labels(self.dialect, stream, self.key).observe(elapsed)
         entry: dict[str, Any] = {
             "route": self.route,
+            "key": self.key,
             "stream": self.stream,
             "status": status,
             "latency_ms": round(elapsed * 1000, 1),
@@ -126,9 +130,9 @@ class Tracker:
             entry["ttft_ms"] = round(self.ttft * 1000, 1)
         if info:
             entry.update(info)
-            for kind in ("prompt", "completion", "reasoning"):
+            for kind in ("prompt", "cached", "completion", "reasoning"):
                 if info.get(f"{kind}_tokens"):
-                    TOKENS.labels(kind).inc(info[f"{kind}_tokens"])
+                    TOKENS.labels(kind, self.key).inc(info[f"{kind}_tokens"])
             if info.get("tool_calls"):
                 TOOL_CALLS.labels(self.dialect).inc(info["tool_calls"])
             if info.get("parse_fallbacks"):

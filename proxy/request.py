@@ -15,24 +15,30 @@ from __future__ import annotations
 
 import logging
 import mimetypes
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from . import metrics
-from .config import Settings
+from .config import ConfigError, Settings
 from .errors import ProxyError
 
 __all__ = [
+    "DROPPED",
+    "FORWARDED",
+    "MANAGED",
+    "REFUSED",
     "Plan",
     "backend_body",
     "bad",
     "base64_size",
     "call_order",
+    "check_forward_names",
     "check_temperature",
     "data_url",
+    "forward_options",
     "image_note",
     "image_part",
     "media_note_part",
@@ -45,6 +51,96 @@ __all__ = [
 
 _enc = msgspec.json.Encoder().encode
 log = logging.getLogger("proxy")
+
+# Sampling and generation options that vLLM, SGLang and TabbyAPI accept, sent to the
+# backend as the client gave them (the backend checks their values). FORWARD_OPTIONS adds
+# names. None of them changes the shape of the backend's stream, so parsing is unaffected.
+FORWARDED = (
+    # OpenAI
+    "top_p", "stop", "seed", "presence_penalty", "frequency_penalty", "logit_bias",
+    "logprobs", "top_logprobs", "response_format",
+    # vLLM and SGLang
+    "top_k", "min_p", "repetition_penalty", "length_penalty", "ignore_eos", "min_tokens",
+    "stop_token_ids", "include_stop_str_in_output", "bad_words", "allowed_token_ids",
+    "truncate_prompt_tokens", "chat_template_kwargs", "priority", "structured_outputs",
+    "guided_json", "guided_regex", "guided_choice", "guided_grammar", "guided_decoding_backend",
+    "guided_whitespace_pattern", "regex", "ebnf", "no_stop_trim", "lora_path",
+    # TabbyAPI
+    "typical", "tfs", "top_a", "min_temp", "max_temp", "temp_exponent", "smoothing_factor",
+    "temperature_last", "penalty_range", "mirostat_mode", "mirostat_tau", "mirostat_eta",
+    "dry_multiplier", "dry_base", "dry_allowed_length", "dry_range", "dry_sequence_breakers",
+    "xtc_probability", "xtc_threshold", "banned_strings", "banned_tokens", "allowed_tokens",
+    "ban_eos_token", "json_schema", "regex_pattern", "grammar_string", "skew",
+)  # fmt: skip
+# Set by the proxy itself from the request; never copied as given.
+MANAGED = frozenset(
+    {"messages", "model", "stream", "stream_options", "tools", "tool_choice",
+     "parallel_tool_calls", "temperature", "max_tokens", "max_completion_tokens", "n"}
+)  # fmt: skip
+# Several sequences per request: the proxy parses one stream into one answer (400).
+REFUSED = {"best_of": 1, "use_beam_search": False}
+# Would put text that is not the model's answer into the output the parser reads, or
+# ask for data no API of the proxy can return: dropped, with a log line unless the value
+# is the harmless default (name: (harmless value, why)).
+DROPPED: dict[str, tuple[Any, str]] = {
+    "echo": (False, "it would put the prompt into the output the parser reads"),
+    "add_generation_prompt": (True, "the output must start where the template leaves it"),
+    "continue_final_message": (False, "the output must start a turn, not continue one"),
+    "chat_template": (None, "the parser relies on the MiniMax-M2 template"),
+    "prompt_logprobs": (None, "no API of the proxy returns them"),
+}
+
+
+def check_forward_names(names: Collection[str]) -> None:
+    """FORWARD_OPTIONS may not name what the proxy sets, refuses or drops.
+
+    Raises:
+        ConfigError: at startup, naming the option.
+    """
+    for name in names:
+        if name in MANAGED or name in REFUSED or name in DROPPED:
+            raise ConfigError(
+                f"FORWARD_OPTIONS={','.join(names)!r}: {name} is set, refused or dropped "
+                "by the proxy and cannot be forwarded"
+            )
+
+
+def forward_options(
+    body: Mapping[str, Any],
+    backend: dict[str, Any],
+    settings: Settings,
+    skip: Collection[str] = (),
+) -> None:
+    """Copy the backend options of ``body`` (or of a literal ``extra_body`` in it) to ``backend``.
+
+    Args:
+        skip: names this API maps itself or cannot return (Anthropic: ``stop``, logprobs).
+
+    Raises:
+        ProxyError: 400 for an option that asks for several sequences.
+    """
+    extra = body.get("extra_body")
+    sources = (body, extra) if isinstance(extra, dict) else (body,)
+    for source in sources:
+        for name, allowed in REFUSED.items():
+            value = source.get(name)
+            if value is not None and value != allowed:
+                raise bad(
+                    f"{name} is not supported: the proxy returns one sequence per request", name
+                )
+        for name, (harmless, why) in DROPPED.items():
+            value = source.get(name)
+            if value is not None and value != harmless:
+                log.info("dropped the option %s: %s", name, why)
+    for names in (FORWARDED, settings.forward_options):
+        for name in names:
+            if name in skip:
+                continue
+            for source in sources:
+                value = source.get(name)
+                if value is not None:
+                    backend.setdefault(name, value)
+                    break
 
 
 @dataclass(slots=True)

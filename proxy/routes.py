@@ -74,6 +74,7 @@ def _summary(turn: Turn, shaper: Shaper) -> dict[str, Any]:
     return {
         "finish_reason": turn.finish_reason,
         "prompt_tokens": turn.prompt_tokens,
+        "cached_tokens": turn.cached_tokens,
         "completion_tokens": turn.completion_tokens,
         "reasoning_tokens": turn.reasoning_deltas,
         "tool_calls": shaper.calls,
@@ -93,6 +94,28 @@ def _failed(tracker: Tracker | None, err: ProxyError, backend: bool) -> None:
 
 
 async def respond(request: Request, dialect: Dialect) -> Response:
+    """Answer one API request; the caller's key slot is held until the response has ended."""
+    slot: list[Callable[[], None]] = []  # the release of the key's slot, once taken
+
+    def release() -> None:
+        for free in slot:
+            free()
+
+    try:
+        response = await _respond(request, dialect, slot)
+    except BaseException:
+        release()
+        raise
+    if isinstance(response, SSEResponse):
+        response.on_close = release  # when the stream ends, however it ends
+    else:
+        release()
+    return response  # type: ignore[return-value]  # an SSEResponse is an ASGI app too
+
+
+async def _respond(
+    request: Request, dialect: Dialect, slot: list[Callable[[], None]]
+) -> Response | SSEResponse:
     proxy = _proxy(request)
     settings = proxy.settings
     rid = request_id(request)
@@ -101,10 +124,11 @@ async def respond(request: Request, dialect: Dialect) -> Response:
     sessions = proxy.sessions
     save = None
     try:
-        proxy.check_auth(request)
+        key = proxy.check_auth(request)
         body = await proxy.read_json(request)
-        plan = dialect.plan(body, settings, await proxy.model())
-        tracker = Tracker(request.url.path, dialect.name, plan.stream, rid)
+        plan = dialect.plan(body, settings, await proxy.models.route(_model_of(body)))
+        tracker = Tracker(request.url.path, dialect.name, plan.stream, rid, key)
+        slot.append(proxy.keys.acquire(key))
         scope = scope_for(presented_key(request.headers))
         await dialect.prepare(plan, proxy, scope)
         if plan.foreign_thinking:
@@ -125,7 +149,7 @@ async def respond(request: Request, dialect: Dialect) -> Response:
         keep = functools.partial(dialect.keep, plan, proxy, scope, writer)
         body = _stream_body(proxy, resp, turn, shaper, writer, tracker, save, keep)
         headers = {**_SSE_HEADERS, **_id_headers(dialect, rid)}
-        return SSEResponse(body, headers, writer.ping, settings.ping_interval)  # type: ignore[return-value]
+        return SSEResponse(body, headers, writer.ping, settings.ping_interval)
     result = dialect.result(plan, settings)
 
     async def collect(ops: list[Op]) -> None:
@@ -161,7 +185,7 @@ async def count_tokens(request: Request) -> Response:
     try:
         proxy.check_auth(request)
         body = await proxy.read_json(request)
-        plan = MESSAGES.plan(body, proxy.settings, await proxy.model())
+        plan = MESSAGES.plan(body, proxy.settings, await proxy.models.route(_model_of(body)))
         count = await proxy.count_tokens(plan)
     except ProxyError as err:
         return MESSAGES.error(err, rid)
@@ -174,7 +198,7 @@ async def count_tokens(request: Request) -> Response:
 
 async def models(request: Request) -> Response:
     proxy = _proxy(request)
-    names = list(dict.fromkeys(proxy.settings.model_aliases + _some(proxy.backend_model)))
+    names = proxy.models.names()
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(proxy.started))
     # One list both SDKs read: OpenAI's fields and Anthropic's side by side.
     data = [
@@ -274,8 +298,9 @@ def dialect_error(request: Request, err: ProxyError) -> Response:
     return dialect.error(err, request_id(request))
 
 
-def _some(value: str | None) -> tuple[str, ...]:
-    return (value,) if value else ()
+def _model_of(body: Any) -> Any:
+    """The client's model name (the same field in every API), checked by the dialect."""
+    return body.get("model") if isinstance(body, dict) else None
 
 
 async def _write_trace(proxy: Proxy, turn: Turn) -> None:

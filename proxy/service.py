@@ -8,7 +8,7 @@ backend (created in the lifespan), the session store and the trace writer.
 
 from __future__ import annotations
 
-import hmac
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -21,9 +21,11 @@ from starlette.requests import Request
 from . import upstream
 from .config import Settings
 from .errors import ProxyError
-from .request import Plan, presented_key
+from .keys import Keys
+from .models import Models
+from .request import Plan, check_forward_names, presented_key
 from .sessions import Recorder, Sessions
-from .shape import Op, Shaper
+from .shape import LOGPROBS, Op, Shaper
 from .store import MemoryRecords, Records, RedisStore, SQLiteStore, StoredTurn, open_store
 from .tokens import count_prompt_tokens
 from .tool_mode import ToolMode
@@ -39,17 +41,20 @@ class Proxy:
     """State shared by the routes of one app: settings and the backend session."""
 
     def __init__(self, settings: Settings) -> None:
+        check_forward_names(settings.forward_options)
         self.settings = settings
         self.session: aiohttp.ClientSession | None = None
-        self.backend_model = settings.backend_model
+        self.models = Models(settings, lambda: self._backend_models(timeout=3))
+        self.keys = Keys(settings)
         self.started = int(time.time())
         self.sessions: Sessions | None = None
         self.records: Records = MemoryRecords(settings.responses_store_bytes)
         self.traces: TraceWriter | None = None
         self.tool_mode = ToolMode(settings.backend_tool_choice)
-        self._next_discovery = 0.0
 
     async def start(self) -> None:
+        loop = type(asyncio.get_running_loop())
+        log.info("event loop: %s", "uvloop" if loop.__module__.startswith("uvloop") else "asyncio")
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
         self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         if self.settings.session_store_enabled:
@@ -59,9 +64,12 @@ class Proxy:
                 self.records = store  # kept responses survive restarts and reach every replica
         if self.settings.streaming_debug:
             self.traces = TraceWriter(self.settings.streaming_debug_path)
-        await self.model()
+        await self.models.start()
+        await self.keys.start()
 
     async def stop(self) -> None:
+        await self.keys.stop()
+        await self.models.stop()
         if self.session is not None:
             await self.session.close()
         if self.sessions is not None:
@@ -84,38 +92,14 @@ class Proxy:
             pass
         return None
 
-    async def model(self) -> str | None:
-        """The model id for the backend: BACKEND_MODEL, else the backend's own.
-
-        A backend that was down when the proxy started is asked again, at most every
-        30 seconds, so client names do not pass through for the proxy's whole life.
-        """
-        if self.backend_model is None and time.monotonic() >= self._next_discovery:
-            self._next_discovery = time.monotonic() + 30
-            self.backend_model = await self._discover_model()
-        return self.backend_model
-
-    async def _discover_model(self) -> str | None:
-        """The backend's model id, so that client names ("gpt-4o", "claude-…") never reach it."""
-        models = await self._backend_models(timeout=3)
-        try:
-            return str(models["data"][0]["id"])
-        except (KeyError, IndexError, TypeError):
-            log.warning("could not read the backend's model id; client model names pass through")
-            return None
-
     async def backend_ready(self) -> bool:
         return await self._backend_models(timeout=5) is not None
 
     # -- request helpers ------------------------------------------------------
 
-    def check_auth(self, request: Request) -> None:
-        expected = self.settings.auth_api_key
-        if expected is None:
-            return
-        given = presented_key(request.headers)
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            raise ProxyError(401, "invalid or missing API key", code="invalid_api_key")
+    def check_auth(self, request: Request) -> str:
+        """The name of the caller's key (``-`` when auth is off); 401 for a wrong key."""
+        return self.keys.name_of(presented_key(request.headers))
 
     async def read_json(self, request: Request) -> Any:
         limit = self.settings.max_request_bytes
@@ -192,6 +176,8 @@ async def pump(
                 chunks = reader.feed(data)
                 if chunks:
                     ops = shaper.feed(turn.feed(chunks))
+                    if turn.logprobs:
+                        ops.append((LOGPROBS, turn.take_logprobs()))
                     if ops:
                         if recorder is not None:
                             recorder.feed(ops)
@@ -202,6 +188,8 @@ async def pump(
         except upstream.NETWORK_ERRORS as exc:
             raise upstream.network_error(exc) from exc
         ops = shaper.feed(turn.feed(chunks) + turn.close()) + shaper.close()
+        if turn.logprobs:
+            ops.append((LOGPROBS, turn.take_logprobs()))
         if recorder is not None and save is not None:
             recorder.feed(ops)
             await save(recorder.turn())

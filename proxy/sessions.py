@@ -171,7 +171,11 @@ class Sessions:
 
     async def _find(self, ctx: SessionContext, ids: list[str]) -> StoredTurn | _Failed | None:
         """The stored turn holding one of ``ids``; None if there is none; FAILED if the store
-        could not say (then nothing is repaired, and nothing is rejected either)."""
+        could not say (then nothing is repaired, and nothing is rejected either).
+
+        With a session id and REQUIRE_SESSION_FOR_REPAIR, only that session's turns count:
+        a turn of another session, found through its call id, is no turn of this one.
+        """
         wanted = set(ids)
         failed = False
         if ctx.session is not None:
@@ -184,6 +188,8 @@ class Sessions:
             for turn in reversed(ctx._turns or []):
                 if wanted & {c["id"] for c in turn.get("tool_calls") or ()}:
                     return turn
+            if self.settings.require_session_for_repair:
+                return FAILED if failed else None
         for call_id in ids:
             found: StoredTurn | _Failed | None = await self._guard(
                 self.store.by_call(ctx.scope, call_id)

@@ -16,11 +16,22 @@ from typing import Any
 
 from parser import ContentText, Event, ThinkText, ToolArgs, ToolCallEnd, ToolCallStart
 
-__all__ = ["CALL_ARGS", "CALL_END", "CALL_START", "REASONING", "TEXT", "Op", "Shaper", "new_id"]
+__all__ = [
+    "CALL_ARGS",
+    "CALL_END",
+    "CALL_START",
+    "LOGPROBS",
+    "REASONING",
+    "TEXT",
+    "Op",
+    "Shaper",
+    "new_id",
+]
 
-REASONING, TEXT, CALL_START, CALL_ARGS, CALL_END = range(5)
+REASONING, TEXT, CALL_START, CALL_ARGS, CALL_END, LOGPROBS = range(6)
 # (REASONING, text) (TEXT, text) (CALL_START, index, id, name) (CALL_ARGS, index, fragment)
-# (CALL_END, index, id, name, arguments)
+# (CALL_END, index, id, name, arguments) (LOGPROBS, [raw JSON of each backend chunk's logprobs])
+# LOGPROBS ops come from the backend's chunks, not from the parser (see service.pump).
 Op = tuple[Any, ...]
 
 THINK_OPEN = "<think>\n"

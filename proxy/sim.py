@@ -19,7 +19,18 @@ MiniMax-M2 template pre-opens it, and closes it with ``</think>\\n\\n``):
   three invokes in one block; the word "long" puts ~8,000 characters of code (``<``, ``</div>``,
   quotes, backslashes, a literal ``</parameter>`` not followed by a tag) in string parameters;
 - otherwise: a plain answer (with "long": a long one with a code block).
-``max_tokens`` cuts a generated reply and makes ``finish_reason`` "length".
+``max_tokens`` cuts a generated reply and makes ``finish_reason`` "length". Like vLLM, a generated
+reply honours ``min_tokens`` (padded with more text) and ``ignore_eos`` (generation goes on to
+exactly ``max_tokens``); ``logprobs`` (with ``top_logprobs``) adds each token's logprobs to its
+chunk.
+
+Models: ``model`` is the id ``/v1/models`` lists; ``models`` adds more. When several are served,
+a request for another name gets vLLM's 404, and each generated answer ends by naming the model
+that produced it.
+
+Prefix cache: like vLLM's automatic prefix caching, the rendered prompt is hashed in blocks of
+``cache_block`` tokens; blocks a previous request already had count as
+``usage.prompt_tokens_details.cached_tokens``.
 
 Directives in the last user message (or a later tool message) override the server options for
 one request: ``SIM_FAULT:<name|none>``, ``SIM_RATE:<tokens/s>``, ``SIM_TOKEN_CHARS:<n>``,
@@ -47,11 +58,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import hashlib
 import json
 import time
 import uuid
 import zlib
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -102,6 +114,8 @@ class SimOptions:
     mode: str = "tabby"  # which server's manners: see proxy/sim_modes.py
     multimodal: bool = False  # accept image parts (a text-only model refuses them)
     reasoning_field: str = "reasoning"  # parsing modes; vLLM before 0.11: reasoning_content
+    models: tuple[str, ...] = ()  # more model ids served besides ``model``
+    cache_block: int = 16  # tokens per prefix-cache block
     token_chars: int = 4
     tokens_per_second: float = 0.0  # 0: as fast as the socket takes them
     fault: str | None = None
@@ -119,8 +133,10 @@ class SimOptions:
             raise ValueError(f"unknown mode {self.mode!r}; known: {', '.join(MODES)}")
         if self.fault is not None and self.fault not in FAULTS:
             raise ValueError(f"unknown fault {self.fault!r}; known: {', '.join(sorted(FAULTS))}")
-        if self.token_chars < 1 or self.log_limit < 1 or self.max_model_len < 1:
-            raise ValueError("token_chars, log_limit and max_model_len must be positive")
+        if min(self.token_chars, self.log_limit, self.max_model_len, self.cache_block) < 1:
+            raise ValueError(
+                "token_chars, log_limit, max_model_len and cache_block must be positive"
+            )
         if min(self.tokens_per_second, self.stall_seconds, self.ping_interval) < 0:
             raise ValueError("rates and durations must not be negative")
 
@@ -217,11 +233,61 @@ def _make_reply(body: dict[str, Any], o: SimOptions, script: dict[str, Any] | No
     if o.fault == "cut_in_tool" and not body.get("tools"):
         body = {**body, "tools": [DEFAULT_TOOL], "tool_choice": "auto"}
     raw, calls = plan_reply(body)
+    if o.models:
+        raw += f"\n\n(answered by {body.get('model')})"
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
-    if isinstance(limit, int) and len(raw) > limit * o.token_chars:
+    ignore_eos = body.get("ignore_eos") is True and isinstance(limit, int)
+    least = limit if ignore_eos else body.get("min_tokens")
+    if isinstance(least, int) and not isinstance(least, bool):
+        raw = _padded(raw, o.token_chars, least)
+    if isinstance(limit, int) and (ignore_eos or len(raw) > limit * o.token_chars):
         raw = raw[: limit * o.token_chars]
         return _Reply(raw, token_pieces(raw, o.token_chars), "length", calls)
     return _Reply(raw, token_pieces(raw, o.token_chars), "stop", calls)
+
+
+def _padded(raw: str, size: int, tokens: int) -> str:
+    """``raw`` generated on (as past an ignored end of sequence) to at least ``tokens``."""
+    missing = tokens - -(-len(raw) // size)
+    if missing <= 0:
+        return raw
+    more = endless(size)
+    return raw + "".join(next(more) for _ in range(missing))
+
+
+def _logprobs(piece: str, top: int) -> dict[str, Any]:
+    """A token's logprobs in OpenAI's chunk shape (made up, but stable per token)."""
+    logprob = -(zlib.crc32(piece.encode()) % 1000) / 1000
+    alts = [{"token": piece, "logprob": logprob, "bytes": list(piece.encode())}]
+    alts += [{"token": f"<alt{n}>", "logprob": logprob - n - 1, "bytes": None} for n in range(top)]
+    return {"content": [{**alts[0], "top_logprobs": alts[:top]}]}
+
+
+class _PrefixCache:
+    """Block hashes of prompts seen, bounded: how many leading tokens a new prompt shares."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._limit = limit
+
+    def cached_tokens(self, prompt: str, o: SimOptions) -> int:
+        size = o.cache_block * o.token_chars
+        digest = hashlib.blake2b(digest_size=16)
+        hits, hitting = 0, True
+        for start in range(0, len(prompt) - size + 1, size):
+            digest.update(prompt[start : start + size].encode())
+            key = digest.copy().digest()
+            if hitting and key in self._seen:
+                hits += 1
+                self._seen.move_to_end(key)
+            else:
+                hitting = False
+                self._seen[key] = None
+        while len(self._seen) > self._limit:
+            self._seen.popitem(last=False)
+        prompt_tokens = -(-len(prompt) // o.token_chars)
+        # As vLLM does, the last prompt token is always computed again.
+        return min(hits * o.cache_block, max(prompt_tokens - 1, 0))
 
 
 def _cut_point(raw: str) -> int:
@@ -245,9 +311,10 @@ def _error(status: int, message: str, kind: str, code: str | None = None) -> web
     return _json({"error": {"message": message, "type": kind, "param": None, "code": code}}, status)
 
 
-def _usage(prompt: int, completion: int) -> dict[str, int]:
+def _usage(prompt: int, completion: int, cached: int = 0) -> dict[str, Any]:
     return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}  # fmt: skip
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": cached}}  # fmt: skip
 
 
 def _http_fault(fault: str, o: SimOptions) -> web.Response:
@@ -289,6 +356,7 @@ class _Sim:
         self.records: deque[RequestRecord] = deque(maxlen=options.log_limit)
         self.seq = 0
         self.closing = False
+        self.cache = _PrefixCache()
 
     def recorded(self, handler: _Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def wrapper(request: web.Request) -> web.StreamResponse:
@@ -316,8 +384,9 @@ class _Sim:
         return wrapper
 
     async def models(self, request: web.Request, rec: RequestRecord) -> web.StreamResponse:
-        card = {"id": self.options.model, "object": "model", "created": 0, "owned_by": "sim"}
-        return _json({"object": "list", "data": [card]})
+        served = (self.options.model, *self.options.models)
+        cards = [{"id": m, "object": "model", "created": 0, "owned_by": "sim"} for m in served]
+        return _json({"object": "list", "data": cards})
 
     async def health(self, request: web.Request, rec: RequestRecord) -> web.StreamResponse:
         return _json({"status": "healthy", "issues": []})
@@ -354,7 +423,13 @@ class _Sim:
         refused = refusal(o.mode, body, o.multimodal)
         if refused is not None:
             return _json(refused[1], refused[0])
-        prompt_tokens = -(-len(render_prompt(body)) // o.token_chars)
+        model = body.get("model")
+        if o.models and model not in (o.model, *o.models):  # vLLM's answer
+            missing = f"The model `{model}` does not exist."
+            return _json({"error": {"message": missing, "type": "NotFoundError",
+                                    "param": None, "code": 404}}, 404)  # fmt: skip
+        prompt = render_prompt(body)
+        prompt_tokens = -(-len(prompt) // o.token_chars)
         if prompt_tokens > o.max_model_len:
             return _http_fault("http400_context", o)
         if o.fault == "stall_first":
@@ -363,8 +438,9 @@ class _Sim:
         rec.raw, rec.tool_calls = reply.raw, reply.tool_calls
         rec.finish_reason = reply.finish_reason
         rec.response_id = f"chatcmpl-{uuid.uuid4().hex}"
+        cached = self.cache.cached_tokens(prompt, o)
         if rec.stream:
-            return await _Stream(request, rec, o, body).run(reply, prompt_tokens)
+            return await _Stream(request, rec, o, body).run(reply, prompt_tokens, cached)
         if o.fault in ("cut_mid", "cut_in_tool"):
             return _cut(request, rec, web.StreamResponse())
         if o.fault in ("stall_mid", "endless"):  # endless: "generating" until the client leaves
@@ -372,12 +448,16 @@ class _Sim:
         if o.fault == "error_event":
             return _error(500, "simulated generation failure", "server_error")
         assert isinstance(reply.pieces, list)
-        usage = reply.usage or _usage(prompt_tokens, len(reply.pieces))
+        usage = reply.usage or _usage(prompt_tokens, len(reply.pieces), cached)
         msg = message(o.mode, reply.raw, body, o.reasoning_field)
         finish = "tool_calls" if msg.get("tool_calls") else reply.finish_reason
-        choice = {"index": 0, "message": msg, "finish_reason": finish}
+        choice: dict[str, Any] = {"index": 0, "message": msg, "finish_reason": finish}
+        top = _top_logprobs(body)
+        if top is not None:
+            tokens = [_logprobs(p, top)["content"][0] for p in reply.pieces]
+            choice["logprobs"] = {"content": tokens}
         data = _ENC.encode({"id": rec.response_id, "object": "chat.completion",
-                            "created": int(rec.received_at), "model": o.model,
+                            "created": int(rec.received_at), "model": _served(body, o),
                             "choices": [choice], "usage": usage})  # fmt: skip
         if o.fault == "bad_json":
             data = data[: len(data) // 2]
@@ -395,8 +475,9 @@ class _Stream:
         self.sep = "\r\n" if o.crlf else "\n"
         self.end = (self.sep * 2).encode()
         self.include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        self.top_logprobs = _top_logprobs(body)
         self.base = {"id": rec.response_id, "object": "chat.completion.chunk",
-                     "created": int(rec.received_at), "model": o.model}  # fmt: skip
+                     "created": int(rec.received_at), "model": _served(body, o)}  # fmt: skip
         # Chunks differ only in their content, so each token costs one string encode and a join.
         self.first = self.template({"role": "assistant", "content": ""})
         self.next = self.template({"content": ""})
@@ -430,7 +511,7 @@ class _Stream:
             await asyncio.sleep(interval)
             await self.response.write(f": ping - {datetime.now(UTC)}".encode() + self.end)
 
-    async def run(self, reply: _Reply, prompt_tokens: int) -> web.StreamResponse:
+    async def run(self, reply: _Reply, prompt_tokens: int, cached: int) -> web.StreamResponse:
         o, rec, fault = self.o, self.rec, self.o.fault
         pieces: Iterable[str | dict[str, Any]] = reply.pieces
         at, finish = -1, reply.finish_reason  # at: how many tokens go out before a fault
@@ -471,7 +552,7 @@ class _Stream:
             choice = {"index": 0, "delta": {}, "finish_reason": finish}
             await self.response.write(self.chunk(choices=[choice]))
             if self.include_usage:
-                usage = reply.usage or _usage(prompt_tokens, sent)
+                usage = reply.usage or _usage(prompt_tokens, sent, cached)
                 await self.response.write(self.chunk(choices=[], usage=usage))
             await self.response.write(self.event(b"[DONE]"))
         except ConnectionResetError:  # a write found the client gone
@@ -486,12 +567,22 @@ class _Stream:
             await self.response.write(self.chunk(choices=[choice]))
             self.rec.sent_chars += len(piece.get("content") or piece.get("reasoning") or "")
             return
-        content = _ENC.encode(piece)
-        if bad_utf8:
-            content = b'"\xff' + content[1:]
-        head, tail = self.next if sent else self.first
-        await self.response.write(b"".join((head, content, tail)))
+        if self.top_logprobs is not None:
+            await self.response.write(self.token_chunk(piece, sent))
+        else:
+            content = _ENC.encode(piece)
+            if bad_utf8:
+                content = b'"\xff' + content[1:]
+            head, tail = self.next if sent else self.first
+            await self.response.write(b"".join((head, content, tail)))
         self.rec.sent_chars += len(piece)
+
+    def token_chunk(self, piece: str, sent: int) -> bytes:
+        """A token's chunk with its logprobs (the slow path: only when they are asked for)."""
+        delta = {"role": "assistant", "content": piece} if not sent else {"content": piece}
+        logprobs = _logprobs(piece, self.top_logprobs or 0)
+        choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": None}
+        return self.chunk(choices=[choice])
 
     async def fault(self, fault: str) -> bool:
         """Act out a mid-stream fault; True when the stream ends here."""
@@ -510,6 +601,19 @@ class _Stream:
 
 
 _MID_STREAM = frozenset({"stall_mid", "bad_sse", "bad_json", "error_event"})
+
+
+def _served(body: dict[str, Any], o: SimOptions) -> Any:
+    """The model that answers: the one asked for when several are served (as vLLM)."""
+    return body.get("model") if o.models else o.model
+
+
+def _top_logprobs(body: dict[str, Any]) -> int | None:
+    """None without ``logprobs``; else how many alternatives each token lists."""
+    if body.get("logprobs") is not True:
+        return None
+    top = body.get("top_logprobs")
+    return top if isinstance(top, int) and 0 <= top <= 20 else 0
 
 
 # ---------------------------------------------------------------------------- running it
@@ -610,6 +714,8 @@ def main(argv: list[str] | None = None) -> None:
         default=defaults.reasoning_field,
         help="where the parsing modes put reasoning (reasoning_content: vLLM before 0.11)",
     )  # fmt: skip
+    cli.add_argument("--models", type=lambda v: tuple(m for m in v.split(",") if m), default=(),
+                     help="more model ids served, comma-separated")  # fmt: skip
     cli.add_argument("--fault", choices=sorted(FAULTS), help="apply this fault to every request")
     cli.add_argument("--crlf", action="store_true", help="end SSE lines with \\r\\n")
     args = vars(cli.parse_args(argv))

@@ -50,8 +50,16 @@ class SSEResponse:
         self.interval = interval
         self.last = 0.0  # loop time of the last chunk sent
         self.lock = asyncio.Lock()
+        self.on_close: Callable[[], None] | None = None  # called once the response has ended
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await self._respond(receive, send)
+        finally:
+            if self.on_close is not None:
+                self.on_close()
+
+    async def _respond(self, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.headers})
         clock = asyncio.get_running_loop().time
         self.last = clock()

@@ -51,6 +51,7 @@ class Turn:
         "_tools",
         "deltas",
         "finish_reason",
+        "logprobs",
         "reasoning_deltas",
         "stop_reason",
         "trace",
@@ -72,6 +73,7 @@ class Turn:
         self.reasoning_deltas = 0  # of which reasoning: the reasoning-token estimate
         self.trace: Trace | None = None
         self.usage: UpUsage | None = None
+        self.logprobs: list[msgspec.Raw] = []  # of the chunks fed since take_logprobs()
 
     def feed(self, chunks: list[UpChunk]) -> list[Event]:
         out: list[Event] = []
@@ -81,6 +83,8 @@ class Turn:
             if not chunk.choices:
                 continue
             choice = chunk.choices[0]
+            if len(choice.logprobs) > 4:  # not absent, not null: the client asked for them
+                self.logprobs.append(choice.logprobs)
             delta = choice.delta
             if delta is not None:
                 reasoning = delta.reasoning_content or delta.reasoning
@@ -101,9 +105,19 @@ class Turn:
                 self.stop_reason = choice.stop_reason
         return out
 
+    def take_logprobs(self) -> list[msgspec.Raw]:
+        taken, self.logprobs = self.logprobs, []
+        return taken
+
     @property
     def prompt_tokens(self) -> int:
         return self.usage.prompt_tokens if self.usage is not None else 0
+
+    @property
+    def cached_tokens(self) -> int:
+        """Prompt tokens the backend took from its prefix cache (0 when it does not say)."""
+        details = self.usage.prompt_tokens_details if self.usage is not None else None
+        return (details.cached_tokens or 0) if details is not None else 0
 
     @property
     def completion_tokens(self) -> int:

@@ -56,12 +56,18 @@ class UpChoice(msgspec.Struct, gc=False):
     delta: UpDelta | None = None
     finish_reason: str | None = None
     stop_reason: str | int | None = None  # vLLM: the stop string that ended generation
+    logprobs: msgspec.Raw = msgspec.Raw()  # passed through undecoded; b"null" when not asked
+
+
+class UpPromptDetails(msgspec.Struct, gc=False):
+    cached_tokens: int | None = None  # vLLM, SGLang: prompt tokens served from the prefix cache
 
 
 class UpUsage(msgspec.Struct, gc=False):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    prompt_tokens_details: UpPromptDetails | None = None
 
 
 class UpError(msgspec.Struct, gc=False):

@@ -441,3 +441,10 @@ def test_own_and_foreign_thinking_blocks_are_told_apart() -> None:
 
     assert plan_with(sign_thinking("s", "t")).foreign_thinking == 0
     assert plan_with("someone-else").foreign_thinking == 1
+
+
+def test_empty_tool_call_block_is_dropped(ant: anthropic.Anthropic) -> None:
+    raw = "plan</think>\n\nNo call needed.\n<minimax:tool_call>\n</minimax:tool_call>"
+    msg = ant.messages.create(**ask("SIM_SCRIPT:" + json.dumps({"raw": raw})))
+    assert [b.type for b in msg.content] == ["thinking", "text"]
+    assert msg.content[1].text == "No call needed." and msg.stop_reason == "end_turn"

@@ -40,6 +40,10 @@ def test_env_file_and_environment(tmp_path: Path) -> None:
     assert s.backend_url == "http://10.0.0.5:5000"  # trailing slash dropped
     assert s.port == 9100  # the environment wins over .env
     assert s.model_aliases == ("a", "b") and s.auth_api_key == "k"
+    assert s.model_alias_targets == ()
+    mapped = Settings.from_env({"MODEL_ALIASES": "a, fast = MiniMax-M2.5"}, env_file=None)
+    assert mapped.model_aliases == ("a", "fast")
+    assert mapped.model_alias_targets == (("fast", "MiniMax-M2.5"),)
     assert s.backend_idle_timeout == 60
 
 
@@ -54,6 +58,9 @@ def test_env_file_and_environment(tmp_path: Path) -> None:
         ({"SESSION_STORE_BACKEND": "postgres"}, "SESSION_STORE_BACKEND"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
         ({"MAX_REQUEST_BYTES": "10"}, "MAX_REQUEST_BYTES"),
+        ({"MODEL_ALIASES": "fast="}, "MODEL_ALIASES"),
+        ({"MODEL_ALIASES": "=MiniMax-M2"}, "MODEL_ALIASES"),
+        ({"EVENT_LOOP": "trio"}, "EVENT_LOOP"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], needle: str) -> None:

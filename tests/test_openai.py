@@ -302,7 +302,7 @@ def test_backend_model_discovered_when_the_backend_comes_up_late(make_proxy: Any
     server = make_proxy(backend_url=f"http://127.0.0.1:{port}")  # nothing listens yet
     late = bg.run(start_sim(port=port, model="MiniMax-M2-late"))
     try:
-        server.app.state.proxy._next_discovery = 0  # as if the 30 s back-off had passed
+        server.app.state.proxy.models._next_discovery = 0  # as if the 30 s back-off had passed
         with openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0) as c:
             c.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
         chats = [r for r in late.requests if r.path == "/v1/chat/completions"]
@@ -322,3 +322,26 @@ def test_backend_api_key_is_sent_to_the_backend(make_proxy: Any, sim: SimServer)
         "/v1/chat/completions",
         "/v1/models",
     }
+
+
+EMPTY_BLOCK = "plan</think>\n\nNo call needed.<minimax:tool_call>\n</minimax:tool_call>"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_empty_tool_call_block_never_reaches_the_client(
+    client: openai.OpenAI, stream: bool
+) -> None:
+    script = "SIM_SCRIPT:" + json.dumps({"raw": EMPTY_BLOCK, "chunks": [14, 9, 7]})
+    kw = ask(script, tools=[WEATHER], extra_body={"reasoning_split": True})
+    if stream:
+        out = collect(client.chat.completions.create(**kw, stream=True))
+        content, reason, calls = out["content"], out["finish_reason"], out["calls"]
+    else:
+        choice = client.chat.completions.create(**kw).choices[0]
+        content, reason, calls = (
+            choice.message.content,
+            choice.finish_reason,
+            choice.message.tool_calls,
+        )
+    assert content == "No call needed."
+    assert reason == "stop" and not calls

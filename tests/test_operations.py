@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -296,3 +297,26 @@ def test_log_raw_responses(spawn: Any, sim: SimServer) -> None:
     chats = [r for r in sim.requests if r.path == "/v1/chat/completions"]
     assert raw[0]["raw"] == chats[-1].raw
     assert "sk-raw-secret" not in "".join(proxy.lines)
+
+
+HAS_UVLOOP = importlib.util.find_spec("uvloop") is not None
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "loop"),
+    [
+        ((), {}, "uvloop" if HAS_UVLOOP else "asyncio"),
+        (("--loop", "asyncio"), {}, "asyncio"),
+        ((), {"EVENT_LOOP": "asyncio"}, "asyncio"),
+        (("--loop", "uvloop"), {"EVENT_LOOP": "asyncio"}, "uvloop"),
+    ],
+)
+def test_event_loop_choice(
+    spawn: Any, args: tuple[str, ...], env: dict[str, str], loop: str
+) -> None:
+    if loop == "uvloop" and not HAS_UVLOOP:
+        pytest.skip("uvloop is not installed on this platform")
+    proxy = spawn(*args, **env)
+    r = httpx.post(proxy.url + "/v1/chat/completions", json={**ask("hi"), "stream": True})
+    assert r.status_code == 200 and r.text.endswith("data: [DONE]\n\n")
+    assert any(f"event loop: {loop}" in line for line in proxy.lines), proxy.lines

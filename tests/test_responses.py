@@ -701,3 +701,14 @@ def test_metrics_and_logs_label_the_dialect(rc: Client, proxy_server: ProxyServe
     text = httpx.get(proxy_server.url + "/metrics").text
     assert 'dialect="responses"' in text
     assert 'minimax_proxy_tool_calls_total{dialect="responses"}' in text
+
+
+def test_backend_options_are_forwarded(rc: Client, sim: SimServer) -> None:
+    rc.sdk.responses.create(
+        model="m",
+        input="hi",
+        extra_body={"ignore_eos": True, "min_tokens": 7, "chat_template_kwargs": {"x": 1}},
+    )
+    sent = [q for q in sim.requests if q.path == "/v1/chat/completions"][-1].body
+    assert sent["ignore_eos"] is True and sent["min_tokens"] == 7
+    assert sent["chat_template_kwargs"] == {"x": 1}

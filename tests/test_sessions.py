@@ -430,3 +430,62 @@ def _wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
             pass
         time.sleep(0.05)
     raise AssertionError("the second proxy did not start")
+
+
+def test_a_session_id_confines_repair_to_that_session(
+    make_proxy: Any, sim: SimServer, store_env: dict[str, str]
+) -> None:
+    server = make_proxy(**store_env, REQUIRE_TOOL_LINK_VALIDATION="false")
+    with oai(server, key()) as c:
+        question, msg = first_turn(c, extra_headers={"X-Session-Id": "session-a"})
+        call = msg.tool_calls[0]
+        stripped = {"role": "assistant", "content": msg.content, "tool_calls": [call.model_dump()]}
+        in_b = {"extra_headers": {"X-Session-Id": "session-b"}}
+        # Session B drops A's assistant turn: nothing from A is put back.
+        c.chat.completions.create(model="m", messages=[question, tool_result(call.id)], **in_b)
+        assert [m["role"] for m in sim.requests[-1].body["messages"]] == ["user", "tool"]
+        # Session B strips the thinking of A's turn: it is not restored from A.
+        c.chat.completions.create(
+            model="m", messages=[question, stripped, tool_result(call.id)], **in_b
+        )
+        assert "<think>" not in sent_assistant(sim)["content"]
+        # Session A itself is repaired.
+        c.chat.completions.create(
+            model="m",
+            messages=[question, tool_result(call.id)],
+            extra_headers={"X-Session-Id": "session-a"},
+        )
+        assert [m["role"] for m in sim.requests[-1].body["messages"]] == [
+            "user",
+            "assistant",
+            "tool",
+        ]
+
+
+def test_a_foreign_session_call_id_is_unknown_to_validation(
+    make_proxy: Any, sim: SimServer
+) -> None:
+    server = make_proxy(SESSION_STORE_ENABLED="true", SESSION_STORE_BACKEND="memory")
+    with oai(server, key()) as c:
+        question, msg = first_turn(c, extra_headers={"X-Session-Id": "session-a"})
+        with pytest.raises(openai.BadRequestError) as info:
+            c.chat.completions.create(
+                model="m",
+                messages=[question, tool_result(msg.tool_calls[0].id)],
+                extra_headers={"X-Session-Id": "session-b"},
+            )
+    assert info.value.response.json()["error"]["code"] == "unknown_tool_call_id"
+
+
+def test_without_required_sessions_call_ids_find_turns_across_sessions(
+    make_proxy: Any, sim: SimServer
+) -> None:
+    server = make_proxy(**MEMORY_BY_ID)
+    with oai(server, key()) as c:
+        question, msg = first_turn(c, extra_headers={"X-Session-Id": "session-a"})
+        c.chat.completions.create(
+            model="m",
+            messages=[question, tool_result(msg.tool_calls[0].id)],
+            extra_headers={"X-Session-Id": "session-b"},
+        )
+    assert [m["role"] for m in sim.requests[-1].body["messages"]] == ["user", "assistant", "tool"]

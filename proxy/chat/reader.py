@@ -20,6 +20,7 @@ from ..request import (
     bad,
     check_temperature,
     data_url,
+    forward_options,
     image_part,
     media_note_part,
     positive_int,
@@ -30,18 +31,6 @@ from ..request import (
 __all__ = ["plan_openai", "text_of"]
 
 _enc = msgspec.json.Encoder().encode
-_FORWARD = (
-    "top_p",
-    "top_k",
-    "min_p",
-    "stop",
-    "seed",
-    "presence_penalty",
-    "frequency_penalty",
-    "repetition_penalty",
-    "logit_bias",
-    "response_format",
-)
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 
@@ -82,9 +71,7 @@ def plan_openai(body: Any, settings: Settings, backend_model: str | None) -> Pla
 
     history = backend_messages(messages, tool_hint(required, named) if tools else None, settings)
     backend = backend_body(history, backend_model or model, temperature, max_tokens, tools)
-    for key in _FORWARD:
-        if body.get(key) is not None:
-            backend[key] = body[key]
+    forward_options(body, backend, settings)
 
     split_flag = body.get("reasoning_split")
     extra = body.get("extra_body")

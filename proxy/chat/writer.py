@@ -12,12 +12,13 @@ from typing import Any
 import msgspec
 
 from ..errors import ProxyError, openai_error_body
-from ..shape import CALL_ARGS, CALL_START, REASONING, TEXT, Op
+from ..shape import CALL_ARGS, CALL_START, LOGPROBS, REASONING, TEXT, Op
 from ..turn import Turn
 
 __all__ = ["OpenAIResult", "OpenAIStream", "finish_reason", "usage_dict"]
 
 _enc = msgspec.json.Encoder().encode
+_dec = msgspec.json.decode
 DONE = b"data: [DONE]\n\n"
 _DETAIL_HEAD = b'"reasoning_details":[{"type":"reasoning.text","id":"reasoning-text-1","format":"MiniMax-response-v1","index":0,"text":'  # noqa: E501
 
@@ -31,13 +32,14 @@ def finish_reason(backend: str | None, calls: int) -> str:
     return backend if backend in ("stop", "content_filter") else "stop"
 
 
-def usage_dict(turn: Turn) -> dict[str, int]:
+def usage_dict(turn: Turn) -> dict[str, Any]:
     prompt, completion = turn.prompt_tokens, turn.completion_tokens
     total = turn.usage.total_tokens if turn.usage is not None else 0
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": total or prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": turn.cached_tokens},
     }
 
 
@@ -98,6 +100,10 @@ class OpenAIStream:
                     + b',"arguments":""}}]}'
                     + tail
                 )
+            elif kind == LOGPROBS:
+                # One chunk per backend chunk, its logprobs as the backend gave them.
+                for raw in op[1]:
+                    parts.append(head + b'{},"logprobs":' + raw + b',"finish_reason":null}]}\n\n')
         return b"".join(parts)
 
     def end(self, turn: Turn, calls: int) -> bytes:
@@ -122,6 +128,7 @@ class OpenAIResult:
         self._text: list[str] = []
         self._reasoning: list[str] = []
         self._calls: dict[int, dict[str, Any]] = {}
+        self._logprobs: list[Any] | None = None
 
     def ops(self, ops: list[Op]) -> None:
         for op in ops:
@@ -135,6 +142,13 @@ class OpenAIResult:
             elif kind == CALL_START:
                 fn = {"name": op[3], "arguments": []}
                 self._calls[op[1]] = {"id": op[2], "type": "function", "function": fn}
+            elif kind == LOGPROBS:
+                if self._logprobs is None:
+                    self._logprobs = []
+                for raw in op[1]:
+                    part = _dec(raw)
+                    if isinstance(part, dict) and isinstance(part.get("content"), list):
+                        self._logprobs += part["content"]
 
     def body(self, turn: Turn, calls: int) -> bytes:
         reason = finish_reason(turn.finish_reason, calls)
@@ -169,7 +183,12 @@ class OpenAIResult:
                 "created": self._created,
                 "model": self._model,
                 "choices": [
-                    {"index": 0, "message": message, "logprobs": None, "finish_reason": reason}
+                    {
+                        "index": 0,
+                        "message": message,
+                        "logprobs": None if self._logprobs is None else {"content": self._logprobs},
+                        "finish_reason": reason,
+                    }
                 ],
                 "usage": usage,
             }

@@ -23,6 +23,7 @@ from ..request import (
     bad,
     call_order,
     check_temperature,
+    forward_options,
     parts_content,
     positive_int,
     think_content,
@@ -86,9 +87,8 @@ def plan_anthropic(body: Any, settings: Settings, backend_model: str | None) -> 
         out.insert(0, {"role": "system", "content": system_text})
 
     backend = backend_body(out, backend_model or model, temperature, max_tokens, tools)
-    for key in ("top_p", "top_k"):
-        if isinstance(body.get(key), (int, float)) and not isinstance(body.get(key), bool):
-            backend[key] = body[key]
+    # stop_sequences is Anthropic's stop; logprobs have no place in a Messages response.
+    forward_options(body, backend, settings, skip=("stop", "logprobs", "top_logprobs"))
     stops = body.get("stop_sequences")
     if stops is not None:
         if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):

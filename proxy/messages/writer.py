@@ -50,11 +50,13 @@ def stop_reason(
 
 
 def usage_dict(turn: Turn) -> dict[str, int]:
+    """Anthropic counts cache reads apart: ``input_tokens`` are the uncached ones."""
+    cached = turn.cached_tokens
     return {
-        "input_tokens": turn.prompt_tokens,
+        "input_tokens": turn.prompt_tokens - cached,
         "output_tokens": turn.completion_tokens,
         "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
+        "cache_read_input_tokens": cached,
     }
 
 
@@ -129,7 +131,7 @@ class AnthropicStream:
         delta: dict[str, Any] = {
             "type": "message_delta",
             "delta": {"stop_reason": reason, "stop_sequence": sequence},
-            "usage": {"input_tokens": turn.prompt_tokens, "output_tokens": turn.completion_tokens},
+            "usage": usage_dict(turn),
         }
         out.append(_event(b"message_delta", _enc(delta)))
         out.append(_event(b"message_stop", b'{"type":"message_stop"}'))

@@ -26,6 +26,7 @@ from ..request import (
     call_order,
     check_temperature,
     data_url,
+    forward_options,
     image_part,
     media_note_part,
     parts_content,
@@ -145,6 +146,8 @@ def plan_responses(body: Any, settings: Settings, backend_model: str | None) -> 
     response_format = _response_format(body.get("text"))
     if response_format is not None:
         backend["response_format"] = response_format
+    # No place for logprobs in this writer's output items; the rest goes as on chat.
+    forward_options(body, backend, settings, skip=("logprobs", "top_logprobs"))
     return Plan(
         backend_body=backend,
         stream=stream,

@@ -35,7 +35,7 @@ def usage_dict(turn: Turn) -> dict[str, Any]:
     prompt, completion = turn.prompt_tokens, turn.completion_tokens
     return {
         "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": 0},
+        "input_tokens_details": {"cached_tokens": turn.cached_tokens},
         "output_tokens": completion,
         "output_tokens_details": {"reasoning_tokens": min(turn.reasoning_deltas, completion)},
         "total_tokens": prompt + completion,

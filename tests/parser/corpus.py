@@ -1053,6 +1053,22 @@ FIXTURES: list[Fixture] = [
         [("get_weather", {"location": "Tokyo", "days": 1})],
         tools=TOOLS,
     ),
+    Fixture(
+        "empty_block_is_dropped",
+        "r</think>\n\nAnswer." + B + E + "\nAfter.",
+        "r",
+        "\n\nAnswer.\nAfter.",
+        [],
+        tools=TOOLS,
+    ),
+    Fixture(
+        "empty_block_ends_reasoning_and_is_dropped",
+        "thinking" + B + " \n " + E,
+        "thinking",
+        None,
+        [],
+        tools=TOOLS,
+    ),
     # ---- malformed markup -----------------------------------------------------------
     Fixture(
         "invoke_without_name_is_content",
@@ -1470,5 +1486,7 @@ RULES: dict[str, list[str]] = {
         "invoke_while_call_open_closes_the_open_call",
         "block_close_while_call_open_closes_call_and_block",
         "duplicate_parameter_first_value_wins",
+        "empty_block_is_dropped",
+        "empty_block_ends_reasoning_and_is_dropped",
     ],
 }
