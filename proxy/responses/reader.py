@@ -116,7 +116,7 @@ def plan_responses(body: Any, settings: Settings, backend_model: str | None) -> 
         raise bad("include must be an array of strings", "include")
 
     tools, namespaces, custom = _tools(body.get("tools"))
-    required, named, max_calls = _tool_choice(body.get("tool_choice"), tools)
+    required, named, max_calls = _tool_choice(body.get("tool_choice"))
     if body.get("parallel_tool_calls") is False:
         max_calls = 1 if max_calls is None else max_calls
     if named and tools:
@@ -140,13 +140,10 @@ def plan_responses(body: Any, settings: Settings, backend_model: str | None) -> 
     echo.fields["store"] = echo.store
     messages = history_messages(items, echo, settings)
     backend = backend_body(messages, backend_model or model, temperature, max_tokens, tools)
-    top_p = body.get("top_p")
-    if isinstance(top_p, (int, float)) and not isinstance(top_p, bool):
-        backend["top_p"] = top_p
     response_format = _response_format(body.get("text"))
     if response_format is not None:
         backend["response_format"] = response_format
-    # No place for logprobs in this writer's output items; the rest goes as on chat.
+    # top_p and the backend's own options as on chat; no place for logprobs in these items.
     forward_options(body, backend, settings, skip=("logprobs", "top_logprobs"))
     return Plan(
         backend_body=backend,
@@ -230,7 +227,7 @@ def _function(tool: dict[str, Any], where: str, prefix: str = "") -> dict[str, A
     return {"type": "function", "function": fn}
 
 
-def _tool_choice(choice: Any, tools: list[Any] | None) -> tuple[bool, str | None, int | None]:
+def _tool_choice(choice: Any) -> tuple[bool, str | None, int | None]:
     """(required, named tool, max calls) for a Responses ``tool_choice``."""
     if choice is None or choice == "auto":
         return False, None, None
