@@ -43,6 +43,7 @@ __all__ = [
     "image_part",
     "media_note_part",
     "parts_content",
+    "plain_tool_choice",
     "positive_int",
     "presented_key",
     "think_content",
@@ -227,6 +228,18 @@ def think_content(reasoning: str | None, text: str) -> str:
     if not reasoning:
         return text
     return f"<think>\n{reasoning}\n</think>\n\n{text.lstrip()}"
+
+
+def plain_tool_choice(choice: Any) -> tuple[bool, str | None, int | None] | None:
+    """(required, named tool, max calls) for the string forms of ``tool_choice`` that
+    both OpenAI APIs share; None for any other value."""
+    if choice is None or choice == "auto":
+        return False, None, None
+    if choice == "none":
+        return False, None, 0
+    if choice == "required":
+        return True, None, None
+    return None
 
 
 def tool_hint(required: bool, name: str | None) -> str | None:

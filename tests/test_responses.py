@@ -18,21 +18,9 @@ import pytest
 from proxy.sim import SimServer
 from tests.responses_grammar import Checked, Recording, check
 from tests.servers import ProxyServer
+from tests.test_openai import WEATHER as CHAT_WEATHER
 
-WEATHER = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "Weather for a city",
-    "parameters": {
-        "type": "object",
-        "properties": {
-            "city": {"type": "string"},
-            "days": {"type": "integer"},
-            "metric": {"type": "boolean"},
-        },
-        "required": ["city"],
-    },
-}
+WEATHER = {"type": "function", **CHAT_WEATHER["function"]}  # the Responses shape
 WRITE = {
     "type": "function",
     "name": "write_file",

@@ -23,6 +23,7 @@ from ..request import (
     forward_options,
     image_part,
     media_note_part,
+    plain_tool_choice,
     positive_int,
     think_content,
     tool_hint,
@@ -103,12 +104,9 @@ def _valid_tools(tools: Any) -> bool:
 
 def _tool_choice(choice: Any) -> tuple[bool, str | None, int | None]:
     """(required, named tool, max calls) for a ``tool_choice`` value."""
-    if choice is None or choice == "auto":
-        return False, None, None
-    if choice == "none":
-        return False, None, 0
-    if choice == "required":
-        return True, None, None
+    plain = plain_tool_choice(choice)
+    if plain is not None:
+        return plain
     if isinstance(choice, dict):
         fn = choice.get("function")
         if isinstance(fn, dict) and isinstance(fn.get("name"), str):

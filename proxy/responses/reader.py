@@ -30,6 +30,7 @@ from ..request import (
     image_part,
     media_note_part,
     parts_content,
+    plain_tool_choice,
     positive_int,
     think_content,
     tool_hint,
@@ -229,12 +230,9 @@ def _function(tool: dict[str, Any], where: str, prefix: str = "") -> dict[str, A
 
 def _tool_choice(choice: Any) -> tuple[bool, str | None, int | None]:
     """(required, named tool, max calls) for a Responses ``tool_choice``."""
-    if choice is None or choice == "auto":
-        return False, None, None
-    if choice == "none":
-        return False, None, 0
-    if choice == "required":
-        return True, None, None
+    plain = plain_tool_choice(choice)
+    if plain is not None:
+        return plain
     if isinstance(choice, dict):
         kind = choice.get("type")
         if kind in ("function", "custom") and isinstance(choice.get("name"), str):

@@ -250,16 +250,8 @@ class ResponsesResult:
 class ResponsesStream(ResponsesResult):
     """Writes the Responses event stream for one response."""
 
-    def __init__(
-        self,
-        response_id: str,
-        created: int,
-        model: str,
-        echo: Echo,
-        secret: str,
-        raw_reasoning: bool = False,
-    ) -> None:
-        super().__init__(response_id, created, model, echo, secret, raw_reasoning)
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
         self._n = 0
         self._out: list[bytes] = []
         self._events = self._out
