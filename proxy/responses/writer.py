@@ -132,28 +132,27 @@ class ResponsesResult:
         self._parts: list[str] = []
         self._call_index = -1
         self._custom = False
-        self._events: list[bytes] | None = None  # the stream writer's buffer
 
     def ops(self, ops: list[Op]) -> None:
         for op in ops:
-            kind = op[0]
-            if kind in (TEXT, REASONING):
-                if self._kind != kind:
-                    self._open_text(kind)
-                self._parts.append(op[1])
-                if self._events is not None:
-                    self._events.append(self._delta_head + self._seq() + self._delta_mid)
-                    self._events.append(_enc(op[1]) + b"}\n\n")
-            elif kind == CALL_ARGS:
-                if self._kind == _CALL and op[1] == self._call_index:
-                    self._parts.append(op[2])
-                    if self._events is not None and not self._custom:
-                        self._events.append(_ARGS_DELTA + self._seq() + self._delta_mid)
-                        self._events.append(_enc(op[2]) + b"}\n\n")
-            elif kind == CALL_START:
-                self._open_call(op[1], op[2], op[3])
-            elif kind == CALL_END and self._kind == _CALL and op[1] == self._call_index:
-                self._close("completed", op[4])
+            self._op(op)
+
+    def _op(self, op: Op) -> None:
+        kind = op[0]
+        if kind in (TEXT, REASONING):
+            if self._kind != kind:
+                self._open_text(kind)
+            self._parts.append(op[1])
+            self._delta(self._delta_head, op[1])
+        elif kind == CALL_ARGS:
+            if self._kind == _CALL and op[1] == self._call_index:
+                self._parts.append(op[2])
+                if not self._custom:
+                    self._delta(_ARGS_DELTA, op[2])
+        elif kind == CALL_START:
+            self._open_call(op[1], op[2], op[3])
+        elif kind == CALL_END and self._kind == _CALL and op[1] == self._call_index:
+            self._close("completed", op[4])
 
     def body(self, turn: Turn, calls: int) -> bytes:
         self._close("completed")
@@ -237,8 +236,8 @@ class ResponsesResult:
     _delta_head = b""
     _delta_mid = b""
 
-    def _seq(self) -> bytes:
-        return b""
+    def _delta(self, head: bytes, text: str) -> None:
+        pass
 
     def _added(self) -> None:
         pass
@@ -252,9 +251,8 @@ class ResponsesStream(ResponsesResult):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self._n = 0
+        self._n = 0  # the next sequence_number
         self._out: list[bytes] = []
-        self._events = self._out
         self._ping = b""
 
     def start(self) -> bytes:
@@ -273,8 +271,22 @@ class ResponsesStream(ResponsesResult):
         return _head("response.in_progress") + self._seq() + self._ping
 
     def ops(self, ops: list[Op]) -> bytes:  # type: ignore[override]
-        super().ops(ops)
+        out = self._out
+        for op in ops:
+            kind = op[0]
+            if kind == self._kind and kind != _CALL:
+                # More text for the open item (nearly every op): one event, built inline.
+                self._parts.append(op[1])
+                n = self._n
+                self._n = n + 1
+                text = _enc(op[1])
+                out.append(self._delta_head + str(n).encode() + self._delta_mid + text + b"}\n\n")
+            else:
+                self._op(op)
         return self._flush()
+
+    def _delta(self, head: bytes, text: str) -> None:
+        self._out.append(head + self._seq() + self._delta_mid + _enc(text) + b"}\n\n")
 
     def end(self, turn: Turn, calls: int) -> bytes:
         self._close("completed")
@@ -291,9 +303,12 @@ class ResponsesStream(ResponsesResult):
         return self._flush()
 
     def _flush(self) -> bytes:
-        out = b"".join(self._out)
-        self._out.clear()
-        return out
+        out = self._out
+        if len(out) == 1:
+            return out.pop()
+        data = b"".join(out)
+        out.clear()
+        return data
 
     def _seq(self) -> bytes:
         n = self._n
