@@ -700,3 +700,29 @@ def test_backend_options_are_forwarded(rc: Client, sim: SimServer) -> None:
     sent = [q for q in sim.requests if q.path == "/v1/chat/completions"][-1].body
     assert sent["ignore_eos"] is True and sent["min_tokens"] == 7
     assert sent["chat_template_kwargs"] == {"x": 1}
+
+
+def test_custom_call_closed_by_the_next_call_keeps_its_input() -> None:
+    """A backend that parses for itself ends its calls only at the end of the output."""
+    from proxy.config import Settings
+    from proxy.responses import RESPONSES
+    from proxy.responses.writer import ResponsesResult
+    from proxy.shape import CALL_ARGS, CALL_END, CALL_START
+    from proxy.turn import Turn
+
+    settings = Settings.from_env({}, env_file=None)
+    tool = {"type": "custom", "name": "apply_patch"}
+    plan = RESPONSES.plan({"input": "x", "tools": [tool]}, settings, None)
+    result = RESPONSES.result(plan, settings)
+    assert isinstance(result, ResponsesResult)
+    result.ops([
+        (CALL_START, 0, "call_a", "apply_patch"), (CALL_ARGS, 0, '{"input": "one"}'),
+        (CALL_START, 1, "call_b", "apply_patch"), (CALL_ARGS, 1, '{"input": "two"}'),
+        (CALL_END, 0, "call_a", "apply_patch", {"input": "one"}),
+        (CALL_END, 1, "call_b", "apply_patch", {"input": "two"}),
+    ])  # fmt: skip
+    body = json.loads(result.body(Turn(None, True), 2))
+    assert [(o["call_id"], o["input"]) for o in body["output"]] == [
+        ("call_a", "one"),
+        ("call_b", "two"),
+    ]

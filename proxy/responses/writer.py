@@ -212,6 +212,11 @@ class ResponsesResult:
             if self._echo.encrypted:
                 item["encrypted_content"] = seal_reasoning(self._secret, text)
         elif self._custom:
+            if not isinstance(arguments, dict):  # closed before its end: what was streamed
+                try:
+                    arguments = msgspec.json.decode(text)
+                except msgspec.DecodeError:
+                    arguments = None
             found = arguments.get("input") if isinstance(arguments, dict) else None
             item["input"] = found if isinstance(found, str) else text
         else:
