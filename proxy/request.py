@@ -38,6 +38,7 @@ __all__ = [
     "check_forward_names",
     "check_temperature",
     "data_url",
+    "echoed_model",
     "forward_options",
     "image_note",
     "image_part",
@@ -46,6 +47,7 @@ __all__ = [
     "plain_tool_choice",
     "positive_int",
     "presented_key",
+    "stream_and_model",
     "think_content",
     "tool_hint",
 ]
@@ -208,6 +210,26 @@ def check_temperature(body: Mapping[str, Any]) -> float | None:
             "temperature",
         )
     return float(t)
+
+
+def stream_and_model(body: Mapping[str, Any]) -> tuple[bool, str | None]:
+    """``stream`` and ``model`` as both OpenAI APIs read them.
+
+    Raises:
+        ProxyError: 400 for a ``stream`` that is not a boolean or a ``model`` not a string.
+    """
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise bad("stream must be a boolean", "stream")
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise bad("model must be a string", "model")
+    return stream, model
+
+
+def echoed_model(model: str | None, settings: Settings) -> str:
+    """The model name an answer carries: the client's, else the first alias."""
+    return model or (settings.model_aliases[0] if settings.model_aliases else "minimax-m2")
 
 
 def positive_int(body: Mapping[str, Any], name: str) -> int | None:

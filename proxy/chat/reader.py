@@ -20,11 +20,13 @@ from ..request import (
     bad,
     check_temperature,
     data_url,
+    echoed_model,
     forward_options,
     image_part,
     media_note_part,
     plain_tool_choice,
     positive_int,
+    stream_and_model,
     think_content,
     tool_hint,
 )
@@ -49,14 +51,9 @@ def plan_openai(body: Any, settings: Settings, backend_model: str | None) -> Pla
     n = body.get("n")
     if n is not None and n != 1:
         raise bad("n must be 1: MiniMax-M2 returns one choice per request", "n")
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise bad("stream must be a boolean", "stream")
+    stream, model = stream_and_model(body)
     temperature = check_temperature(body)
     max_tokens = positive_int(body, "max_completion_tokens") or positive_int(body, "max_tokens")
-    model = body.get("model")
-    if model is not None and not isinstance(model, str):
-        raise bad("model must be a string", "model")
 
     tools = body.get("tools")
     if tools is not None and not _valid_tools(tools):
@@ -84,7 +81,7 @@ def plan_openai(body: Any, settings: Settings, backend_model: str | None) -> Pla
     return Plan(
         backend_body=backend,
         stream=stream,
-        model=model or (settings.model_aliases[0] if settings.model_aliases else "minimax-m2"),
+        model=echoed_model(model, settings),
         tools=tools,
         split=split,
         max_calls=max_calls,

@@ -26,12 +26,14 @@ from ..request import (
     call_order,
     check_temperature,
     data_url,
+    echoed_model,
     forward_options,
     image_part,
     media_note_part,
     parts_content,
     plain_tool_choice,
     positive_int,
+    stream_and_model,
     think_content,
     tool_hint,
 )
@@ -94,14 +96,9 @@ def plan_responses(body: Any, settings: Settings, backend_model: str | None) -> 
     if not isinstance(body, dict):
         raise bad("the request body must be a JSON object")
     items = _input_items(body.get("input"))
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise bad("stream must be a boolean", "stream")
+    stream, model = stream_and_model(body)
     temperature = check_temperature(body)
     max_tokens = positive_int(body, "max_output_tokens")
-    model = body.get("model")
-    if model is not None and not isinstance(model, str):
-        raise bad("model must be a string", "model")
     instructions = body.get("instructions")
     if isinstance(instructions, list):  # a prompt's instructions come back as message items
         instructions = "\n\n".join(
@@ -149,7 +146,7 @@ def plan_responses(body: Any, settings: Settings, backend_model: str | None) -> 
     return Plan(
         backend_body=backend,
         stream=stream,
-        model=model or (settings.model_aliases[0] if settings.model_aliases else "minimax-m2"),
+        model=echoed_model(model, settings),
         tools=tools,
         split=True,
         max_calls=max_calls,
