@@ -251,22 +251,22 @@ async def delete_response(request: Request) -> Response:
 
 
 async def _kept(request: Request, delete: bool = False) -> tuple[Any, str]:
-    """The record of ``{response_id}`` for this API key, or the error response."""
+    """The record of ``{response_id}`` for this API key (with ``delete``: True, once
+    forgotten), or the error response."""
     proxy = _proxy(request)
     rid = request_id(request)
     response_id = request.path_params["response_id"]
     try:
         proxy.check_auth(request)
         scope = scope_for(presented_key(request.headers))
-        record = await stored_response(proxy, scope, response_id)
-        if record is None:
+        # The record, or with ``delete`` whether there was one: one store call either way.
+        found = await stored_response(proxy, scope, response_id, delete)
+        if not found:
             message = f"No response found with id '{response_id}'."
             raise ProxyError(404, message, param="response_id")
-        if delete:
-            await stored_response(proxy, scope, response_id, delete=True)
     except ProxyError as err:
         return RESPONSES.error(err, rid), rid
-    return record, rid
+    return found, rid
 
 
 async def health(request: Request) -> Response:

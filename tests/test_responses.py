@@ -391,6 +391,8 @@ def test_store_false_is_never_kept_and_delete_forgets(rc: Client, sim: SimServer
     rc.sdk.responses.delete(kept.id)
     with pytest.raises(openai.NotFoundError):
         rc.sdk.responses.retrieve(kept.id)
+    with pytest.raises(openai.NotFoundError):
+        rc.sdk.responses.delete(kept.id)  # nothing left to delete
 
 
 def test_kept_responses_are_scoped_by_api_key(
