@@ -135,7 +135,7 @@ async def _respond(
             # Edited or from another provider: accepted, as the text is what matters.
             log.info("%d thinking block(s) not signed by this proxy", plan.foreign_thinking)
         if sessions is not None:
-            ctx = sessions.context(request, body)
+            ctx = sessions.context(request, body, scope)
             await sessions.repair(ctx, plan.backend_body["messages"])
             save = functools.partial(sessions.save, ctx)
         resp = await proxy.open(plan)

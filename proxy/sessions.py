@@ -30,7 +30,7 @@ from starlette.requests import Request
 from . import metrics
 from .config import Settings
 from .errors import ProxyError
-from .request import presented_key, think_content
+from .request import think_content
 from .shape import CALL_ARGS, CALL_START, REASONING, TEXT, THINK_CLOSE, THINK_OPEN, Op
 from .store import Store, StoredTurn
 
@@ -115,8 +115,8 @@ class Sessions:
         self.repairs = 0
         self.store_errors = 0
 
-    def context(self, request: Request, body: Any) -> SessionContext:
-        scope = scope_for(presented_key(request.headers))
+    def context(self, request: Request, body: Any, scope: str) -> SessionContext:
+        """The session of a request whose API key's store scope is ``scope`` (scope_for)."""
         session = request.headers.get("x-session-id") or request.query_params.get("conversation_id")
         if session is None and isinstance(body, dict):
             found = body.get("conversation_id")
