@@ -651,63 +651,60 @@ class Stream:
 
 
 _RESPONSES_TEXT = (b"response.reasoning_summary_text.delta", b"response.output_text.delta")
+Calls = dict[int, list[str]]
 
 
-def decode_responses(sample: Sample) -> Stream:
-    """:func:`decode_sample` for the Responses event stream: every delta event counts."""
+def _chat_event(data: bytes, text: list[str], calls: Calls) -> int:
+    """Take one chat-completion chunk apart; the output characters it carried."""
+    if data == b"[DONE]":
+        return 0
+    chunk = _decode(data)
+    if not chunk.choices or chunk.choices[0].delta is None:
+        return 0
+    d = chunk.choices[0].delta
+    got = 0
+    for piece in (d.reasoning_content, d.content):
+        if piece:
+            text.append(piece)
+            got += len(piece)
+    for call in d.tool_calls or ():
+        entry = calls.setdefault(call.index, [""])
+        if call.function is not None:
+            if call.function.name:
+                entry[0] = call.function.name
+            if call.function.arguments:
+                entry.append(call.function.arguments)
+                got += len(call.function.arguments)
+        got = got or 1  # a call's opening chunk carries its name
+    return got
+
+
+def _responses_event(data: bytes, text: list[str], calls: Calls) -> int:
+    """:func:`_chat_event` for a Responses event: every delta event counts."""
+    kind = data[9 : data.index(b'"', 9)]  # {"type":"…" comes first
+    event = msgspec.json.decode(data)
+    if kind in _RESPONSES_TEXT:
+        text.append(event["delta"])
+        return len(event["delta"])
+    if kind == b"response.function_call_arguments.delta":
+        calls[len(calls) - 1].append(event["delta"])
+        return len(event["delta"])
+    if kind == b"response.output_item.added" and event["item"]["type"] == "function_call":
+        calls[len(calls)] = [event["item"]["name"]]
+        return 1  # a call's item carries its name
+    return 0
+
+
+def decode_sample(sample: Sample, responses: bool = False) -> Stream:
+    """The events of one response (chat completions, or ``responses``), with their times."""
+    take = _responses_event if responses else _chat_event
     times: list[float] = []
     ends: list[int] = []
     text: list[str] = []
-    calls: dict[int, list[str]] = {}
+    calls: Calls = {}
     delivered = 0
     for t, data in sse_events(sample.reads):
-        kind = data[9 : data.index(b'"', 9)]  # {"type":"…" comes first
-        event = msgspec.json.decode(data)
-        got = 0
-        if kind in _RESPONSES_TEXT:
-            text.append(event["delta"])
-            got = len(event["delta"])
-        elif kind == b"response.function_call_arguments.delta":
-            calls[len(calls) - 1].append(event["delta"])
-            got = len(event["delta"])
-        elif kind == b"response.output_item.added" and event["item"]["type"] == "function_call":
-            calls[len(calls)] = [event["item"]["name"]]
-            got = 1  # a call's item carries its name
-        if got:
-            delivered += got
-            times.append(t)
-            ends.append(delivered)
-    joined = "".join(text)
-    return Stream(sample.start, sample.end, times, ends, joined, calls, sample.worker, sample.n)
-
-
-def decode_sample(sample: Sample) -> Stream:
-    times: list[float] = []
-    ends: list[int] = []
-    text: list[str] = []
-    calls: dict[int, list[str]] = {}
-    delivered = 0
-    for t, data in sse_events(sample.reads):
-        if data == b"[DONE]":
-            continue
-        chunk = _decode(data)
-        if not chunk.choices or chunk.choices[0].delta is None:
-            continue
-        d = chunk.choices[0].delta
-        got = 0
-        for piece in (d.reasoning_content, d.content):
-            if piece:
-                text.append(piece)
-                got += len(piece)
-        for call in d.tool_calls or ():
-            entry = calls.setdefault(call.index, [""])
-            if call.function is not None:
-                if call.function.name:
-                    entry[0] = call.function.name
-                if call.function.arguments:
-                    entry.append(call.function.arguments)
-                    got += len(call.function.arguments)
-            got = got or 1  # a call's opening chunk carries its name
+        got = take(data, text, calls)
         if got:
             delivered += got
             times.append(t)
@@ -901,8 +898,7 @@ async def run_one(name: str, target: Target, w: Workload, servers: dict[str, Ser
     # Everything else the machine did meanwhile (other processes, kernel threads), in cores.
     other = max(busy - sum(cpu.values()), 0.0) / wall
     errors = [f"{name}: status {s.status}" for s in samples if s.status != 200][:5]
-    decode = decode_responses if name == "responses" else decode_sample
-    streams = [decode(s) for s in samples]
+    streams = [decode_sample(s, responses=name == "responses") for s in samples]
     errors += check(w, name, streams)
     result = Result(name, w, wall, streams, cpu, errors)
     result.figures["other_cores"] = other
