@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import openai
 
-from .sim_modes import MODES
+from .sim.modes import MODES
 
 TOOLS = [
     {

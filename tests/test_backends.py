@@ -2,7 +2,7 @@
 
 A tool round trip (question → thinking + tool call → tool result → answer) through
 the real SDK, streamed and not, against the simulated backend in each of its modes
-(``proxy/sim_modes.py``). Wherever the proxy parses, the result must be the same as
+(``proxy/sim/modes.py``). Wherever the proxy parses, the result must be the same as
 from a raw backend, character for character; where the backend parses, the calls and
 the answer must be.
 

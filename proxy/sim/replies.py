@@ -3,7 +3,8 @@
 The raw text always starts inside reasoning with no ``<think>`` (the MiniMax-M2 template
 pre-opens it) and closes it with ``</think>\n\n``; tool calls are rendered exactly as the
 chat template renders them (string values verbatim, other values as JSON, one
-``<minimax:tool_call>`` wrapper for all invokes of a turn). See ``proxy/sim.py`` for the rules.
+``<minimax:tool_call>`` wrapper for all invokes of a turn). See ``proxy/sim/server.py`` for
+the rules.
 """
 
 from __future__ import annotations

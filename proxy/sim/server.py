@@ -7,7 +7,7 @@ the reply is chosen from the request and seeded by its text, so tests can predic
 request log (``GET /_sim/requests``) records what was planned and how far it got. That is
 the default ``tabby`` mode; ``--mode`` (``SimOptions.mode``) gives it the manners of stock vLLM,
 vLLM with its parsers, vLLM's append-think reasoning parser or SGLang instead, and a request
-with image parts gets a 400 unless it is ``--multimodal`` (see ``proxy/sim_modes.py``).
+with image parts gets a 400 unless it is ``--multimodal`` (see ``proxy/sim/modes.py``).
 
 Reply rules (the raw output always starts inside reasoning with no ``<think>``, because the
 MiniMax-M2 template pre-opens it, and closes it with ``</think>\\n\\n``):
@@ -72,8 +72,8 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from .sim_modes import MODES, PARSING, deltas, message, model_view, refusal
-from .sim_replies import (
+from .modes import MODES, PARSING, deltas, message, model_view, refusal
+from .replies import (
     DEFAULT_TOOL,
     DIRECTIVE,
     endless,
@@ -111,7 +111,7 @@ class SimOptions:
     """Server-wide settings; tests may change them on a running server (next request on)."""
 
     model: str = "MiniMax-M2"
-    mode: str = "tabby"  # which server's manners: see proxy/sim_modes.py
+    mode: str = "tabby"  # which server's manners: see proxy/sim/modes.py
     multimodal: bool = False  # accept image parts (a text-only model refuses them)
     reasoning_field: str = "reasoning"  # parsing modes; vLLM before 0.11: reasoning_content
     models: tuple[str, ...] = ()  # more model ids served besides ``model``
@@ -706,7 +706,7 @@ def main(argv: list[str] | None = None) -> None:
     cli.add_argument(
         "--mode", choices=MODES, default=defaults.mode,
         help="behave like this server (default tabby: raw output, as TabbyAPI without "
-        "tool_format); see proxy/sim_modes.py",
+        "tool_format); see proxy/sim/modes.py",
     )  # fmt: skip
     cli.add_argument("--multimodal", action="store_true", help="accept image parts")
     cli.add_argument(
@@ -722,7 +722,3 @@ def main(argv: list[str] | None = None) -> None:
     host, port = args.pop("host"), args.pop("port")
     app = create_app(SimOptions(**args))
     web.run_app(app, host=host, port=port, handler_cancellation=True, access_log=None, print=None)
-
-
-if __name__ == "__main__":
-    main()
