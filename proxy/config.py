@@ -116,7 +116,9 @@ class Settings:
     backend_idle_timeout: float | None = _opt(_positive_float, "BACKEND_IDLE_TIMEOUT")
     backend_model: str | None = _opt(_optional, "BACKEND_MODEL")
     backend_tool_choice: str = _opt(_choice("auto-detect", "none", "omit"), "BACKEND_TOOL_CHOICE")
-    backend_images: str = _opt(_choice("text", "pass"), "BACKEND_IMAGES")
+    backend_images: str = _opt(_choice("auto", "text", "pass"), "BACKEND_IMAGES")
+    model_grammar: str = _opt(_choice("auto", "m2", "m3"), "MODEL_GRAMMAR")
+    thinking_mode: str = _opt(_choice("adaptive", "enabled", "disabled"), "THINKING_MODE")
     model_aliases: tuple[str, ...] = _opt(_alias_names, "MODEL_ALIASES")
     # The same variable, its ``alias=backend-model`` entries.
     model_alias_targets: tuple[tuple[str, str], ...] = _opt(_alias_targets, "MODEL_ALIASES")
@@ -192,7 +194,9 @@ _DEFAULTS: dict[str, str] = {
     "BACKEND_CONNECT_TIMEOUT": "10",
     "BACKEND_MODEL": "",
     "BACKEND_TOOL_CHOICE": "auto-detect",
-    "BACKEND_IMAGES": "text",
+    "BACKEND_IMAGES": "auto",
+    "MODEL_GRAMMAR": "auto",
+    "THINKING_MODE": "adaptive",
     "MODEL_ALIASES": "minimax-m2,MiniMax-M2",
     "MODEL_REFRESH_SECONDS": "300",
     "FORWARD_OPTIONS": "",

@@ -9,6 +9,11 @@ shared refresh. A name the backend serves passes through unchanged; an
 other name (``gpt-4o``, ``claude-…``) goes to ``BACKEND_MODEL`` or the
 backend's first model, so client names never reach a backend that would try
 to load them.
+
+Each backend model also has its grammar (:mod:`proxy.grammar`): with
+``MODEL_GRAMMAR=auto``, M3 when its id or the ``root`` the backend reports
+for it (vLLM: the checkpoint) names a MiniMax-M3 model, so several models on
+one proxy each get their own.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .config import Settings
+from .grammar import Grammar, choose
 
 __all__ = ["Models"]
 
@@ -42,7 +48,9 @@ class Models:
         self._targets = dict(settings.model_alias_targets)
         self._aliases = settings.model_aliases
         self._every = settings.model_refresh_seconds
+        self._grammar_setting = settings.model_grammar
         self.served: tuple[str, ...] = ()
+        self.roots: dict[str, str] = {}  # backend model id -> the root it reports
         self.default: str | None = self._pinned
         self._next_discovery = 0.0  # monotonic time before which an unknown name waits no refresh
         self._lock = asyncio.Lock()
@@ -77,6 +85,11 @@ class Models:
                 return name
         return self.default
 
+    def grammar(self, model: str | None) -> Grammar:
+        """The grammar of the backend model a request goes to (the client's name when
+        no backend model is known)."""
+        return choose(self._grammar_setting, model, self.roots.get(model or ""))
+
     def names(self) -> list[str]:
         """What ``/v1/models`` lists: the aliases, then the backend's models."""
         pinned = (self._pinned,) if self._pinned else ()
@@ -99,6 +112,7 @@ class Models:
             if served != self.served:
                 log.info("backend models: %s", ", ".join(served) or "none")
             self.served = served
+            self.roots = _roots(body)
             self.default = self._pinned or (served[0] if served else None)
 
     async def _refresh_periodically(self) -> None:
@@ -113,3 +127,12 @@ def _model_ids(body: Any) -> tuple[str, ...] | None:
     except (KeyError, TypeError):
         return None
     return ids
+
+
+def _roots(body: Any) -> dict[str, str]:
+    """Model id -> ``root`` for the cards that have one (vLLM, SGLang)."""
+    return {
+        str(card["id"]): card["root"]
+        for card in body["data"]
+        if isinstance(card, dict) and isinstance(card.get("root"), str)
+    }

@@ -18,6 +18,7 @@ import parser
 
 from .chat import CHAT
 from .config import Settings
+from .grammar import by_name
 from .messages import MESSAGES
 from .request import Plan
 from .responses import RESPONSES
@@ -30,12 +31,14 @@ __all__ = ["main", "replay"]
 def replay(record: dict[str, Any]) -> tuple[dict[str, bytes], bool]:
     """(each API's body by dialect name, same events as recorded) for one trace record."""
     events: list[parser.Event] = []
-    p = parser.StreamParser(record.get("tools"), starts_in_think=record["starts_in_think"])
+    grammar = by_name(record.get("grammar", "m2"))  # traces from before M3 are M2's
+    extra: Any = {"grammar": grammar.name} if grammar.name != "m2" else {}  # TEMP
+    p = parser.StreamParser(record.get("tools"), starts_in_think=record["starts_in_think"], **extra)
     for delta in record["deltas"]:
         events += p.feed(delta)
     events += p.close()
     same = [event_json(e) for e in events] == record.get("events")
-    turn = Turn(record.get("tools"), record["starts_in_think"])
+    turn = Turn(record.get("tools"), record["starts_in_think"], grammar=grammar)
     turn.finish_reason = record.get("finish_reason")
     settings = Settings.from_env({}, env_file=None)
     plan = Plan({}, False, "replay", record.get("tools"), split=True, max_calls=None)

@@ -8,7 +8,9 @@ they stand (user turns, tool results): MiniMax-M2 reads text only, and a 400 for
 an image in the history would break every later request of the session (Claude
 Code's Read tool returns a screenshot as an image block in a tool result). With
 ``text`` each one becomes a short note in its place; with ``pass`` images go to
-a multimodal backend as OpenAI ``image_url`` parts.
+a multimodal backend as OpenAI ``image_url`` parts; ``auto`` (the default) is
+``pass`` for MiniMax-M3 models, which read images, and ``text`` for M2 (the
+request's settings arrive resolved: :func:`proxy.grammar.per_grammar_settings`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import msgspec
 from . import metrics
 from .config import ConfigError, Settings
 from .errors import ProxyError
+from .grammar import M2, Grammar
 
 __all__ = [
     "DROPPED",
@@ -161,6 +164,8 @@ class Plan:
     stop_sequences: tuple[str, ...] = ()
     foreign_thinking: int = 0  # Anthropic thinking blocks this proxy did not sign
     extra: Any = None  # what one dialect alone needs to answer (Responses: its echo fields)
+    grammar: Grammar = M2  # the protocol the backend model writes (proxy.grammar)
+    starts_in_think: bool | None = None  # M3: from the thinking mode; None: STARTS_IN_THINK
 
 
 def backend_body(
@@ -242,14 +247,9 @@ def positive_int(body: Mapping[str, Any], name: str) -> int | None:
 
 
 def think_content(reasoning: str | None, text: str) -> str:
-    """The assistant content MiniMax-M2's template splits reasoning out of again."""
-    if "</think>" in text:
-        head = text.split("</think>", 1)[0]
-        return text if "<think>" in head else "<think>\n" + text
-    reasoning = (reasoning or "").strip()
-    if not reasoning:
-        return text
-    return f"<think>\n{reasoning}\n</think>\n\n{text.lstrip()}"
+    """The assistant content MiniMax-M2's template splits reasoning out of again
+    (:meth:`proxy.grammar.Grammar.history` for either grammar)."""
+    return M2.history(reasoning, text)
 
 
 def plain_tool_choice(choice: Any) -> tuple[bool, str | None, int | None] | None:
@@ -333,7 +333,7 @@ def image_part(
     part: Mapping[str, Any], settings: Settings, where: str = "image_url"
 ) -> dict[str, Any]:
     """An OpenAI ``image_url`` part as the backend gets it: the part itself with
-    BACKEND_IMAGES=pass, else :func:`media_note_part`.
+    BACKEND_IMAGES=pass (or auto for M3), else :func:`media_note_part`.
 
     Raises:
         ProxyError: 400 when the part has no URL (``where`` names it).

@@ -126,7 +126,7 @@ async def _respond(
     try:
         key = proxy.check_auth(request)
         body = await proxy.read_json(request)
-        plan = dialect.plan(body, settings, await proxy.models.route(_model_of(body)))
+        plan = await proxy.plan(dialect, body)
         tracker = Tracker(request.url.path, dialect.name, plan.stream, rid, key)
         slot.append(proxy.keys.acquire(key))
         scope = scope_for(presented_key(request.headers))
@@ -136,7 +136,7 @@ async def _respond(
             log.info("%d thinking block(s) not signed by this proxy", plan.foreign_thinking)
         if sessions is not None:
             ctx = sessions.context(request, body, scope)
-            await sessions.repair(ctx, plan.backend_body["messages"])
+            await sessions.repair(ctx, plan.backend_body["messages"], plan.grammar)
             save = functools.partial(sessions.save, ctx)
         resp = await proxy.open(plan)
     except ProxyError as err:
@@ -185,7 +185,7 @@ async def count_tokens(request: Request) -> Response:
     try:
         proxy.check_auth(request)
         body = await proxy.read_json(request)
-        plan = MESSAGES.plan(body, proxy.settings, await proxy.models.route(_model_of(body)))
+        plan = await proxy.plan(MESSAGES, body)
         count = await proxy.count_tokens(plan)
     except ProxyError as err:
         return MESSAGES.error(err, rid)
@@ -296,11 +296,6 @@ def dialect_error(request: Request, err: ProxyError) -> Response:
     path = request.url.path
     dialect = MESSAGES if "/messages" in path or path.startswith("/anthropic/") else CHAT
     return dialect.error(err, request_id(request))
-
-
-def _model_of(body: Any) -> Any:
-    """The client's model name (the same field in every API), checked by the dialect."""
-    return body.get("model") if isinstance(body, dict) else None
 
 
 async def _write_trace(proxy: Proxy, turn: Turn) -> None:

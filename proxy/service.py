@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import msgspec
@@ -21,6 +21,7 @@ from starlette.requests import Request
 from . import upstream
 from .config import Settings
 from .errors import ProxyError
+from .grammar import apply_thinking_mode, per_grammar_settings
 from .keys import Keys
 from .models import Models
 from .request import Plan, check_forward_names, presented_key
@@ -31,6 +32,9 @@ from .tokens import count_prompt_tokens
 from .tool_mode import ToolMode
 from .trace import Trace, TraceWriter
 from .turn import Turn
+
+if TYPE_CHECKING:
+    from .dialect import Dialect
 
 __all__ = ["Proxy", "Sink", "pump"]
 
@@ -43,6 +47,8 @@ class Proxy:
     def __init__(self, settings: Settings) -> None:
         check_forward_names(settings.forward_options)
         self.settings = settings
+        # What a request of each grammar is read with (MODEL_GRAMMAR, BACKEND_IMAGES resolved).
+        self.by_grammar = per_grammar_settings(settings)
         self.session: aiohttp.ClientSession | None = None
         self.models = Models(settings, lambda: self._backend_models(timeout=3))
         self.keys = Keys(settings)
@@ -123,6 +129,21 @@ class Proxy:
         except RecursionError:
             raise ProxyError(400, "the request body is nested too deeply") from None
 
+    async def plan(self, dialect: Dialect, body: Any) -> Plan:
+        """Read a request for the backend model it goes to, in that model's grammar.
+
+        Raises:
+            ProxyError: 400 for what the dialect or the thinking mode refuses.
+        """
+        name = body.get("model") if isinstance(body, dict) else None
+        backend_model = await self.models.route(name)
+        grammar = self.models.grammar(backend_model or (name if isinstance(name, str) else None))
+        settings = self.by_grammar[grammar.name]
+        plan = dialect.plan(body, settings, backend_model)
+        plan.grammar = grammar
+        plan.starts_in_think = apply_thinking_mode(grammar, body, plan.backend_body, settings)
+        return plan
+
     async def open(self, plan: Plan) -> aiohttp.ClientResponse:
         """Open the backend stream; a refusal of tools is retried here, before any byte
         goes to the client (see :mod:`proxy.tool_mode`)."""
@@ -142,9 +163,10 @@ class Proxy:
 
     def turn(self, plan: Plan, rid: str, dialect: str) -> Turn:
         s = self.settings
-        turn = Turn(plan.tools, s.starts_in_think, parse=s.tool_translation)
+        starts = s.starts_in_think if plan.starts_in_think is None else plan.starts_in_think
+        turn = Turn(plan.tools, starts, parse=s.tool_translation, grammar=plan.grammar)
         if self.traces is not None or s.log_raw_responses:
-            turn.trace = Trace(rid, dialect, plan.tools, s.starts_in_think)
+            turn.trace = Trace(rid, dialect, plan.tools, starts, plan.grammar.name)
         return turn
 
 
@@ -169,7 +191,7 @@ async def pump(
         ProxyError: the backend failed, stalled or cut the stream.
     """
     reader = upstream.ChunkReader()
-    recorder = Recorder() if save is not None else None
+    recorder = Recorder(turn.grammar) if save is not None else None
     try:
         try:
             async for data in resp.content.iter_any():

@@ -30,8 +30,8 @@ from starlette.requests import Request
 from . import metrics
 from .config import Settings
 from .errors import ProxyError
-from .request import think_content
-from .shape import CALL_ARGS, CALL_START, REASONING, TEXT, THINK_CLOSE, THINK_OPEN, Op
+from .grammar import M2, Grammar
+from .shape import CALL_ARGS, CALL_START, REASONING, TEXT, Op
 from .store import Store, StoredTurn
 
 __all__ = ["Recorder", "SessionContext", "Sessions", "scope_for"]
@@ -58,7 +58,8 @@ class SessionContext:
 class Recorder:
     """Collects one response's ops into the turn to store."""
 
-    def __init__(self) -> None:
+    def __init__(self, grammar: Grammar = M2) -> None:
+        self._open, self._close = grammar.shown_open, grammar.shown_close
         self._reasoning: list[str] = []
         self._text: list[str] = []
         self._calls: dict[int, list[Any]] = {}
@@ -77,9 +78,9 @@ class Recorder:
 
     def turn(self) -> StoredTurn:
         reasoning, text = "".join(self._reasoning), "".join(self._text)
-        if text.startswith(THINK_OPEN):
+        if text.startswith(self._open):
             # Thinking passed through inside the text: store it apart, like the split form.
-            head, sep, rest = text[len(THINK_OPEN) :].partition(THINK_CLOSE)
+            head, sep, rest = text[len(self._open) :].partition(self._close)
             if sep:
                 reasoning, text = head, rest
             else:
@@ -96,10 +97,10 @@ def scope_for(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()[:32]
 
 
-def backend_message(turn: StoredTurn) -> dict[str, Any]:
+def backend_message(turn: StoredTurn, grammar: Grammar = M2) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
-        "content": think_content(turn.get("reasoning"), turn.get("content") or ""),
+        "content": grammar.history(turn.get("reasoning"), turn.get("content") or ""),
     }
     if turn.get("tool_calls"):
         message["tool_calls"] = turn["tool_calls"]
@@ -133,29 +134,34 @@ class Sessions:
             return  # only tool-loop turns are ever looked up by call id
         await self._guard(self.store.put(ctx.scope, ctx.session, turn))
 
-    async def repair(self, ctx: SessionContext, messages: list[dict[str, Any]]) -> None:
+    async def repair(
+        self, ctx: SessionContext, messages: list[dict[str, Any]], grammar: Grammar = M2
+    ) -> None:
         """Repair ``messages`` (backend form) in place; raise 400 for unlinked tool results.
 
         Only the current tool loop (after the last user message) is looked at: the
-        template renders thinking only there, and older history is the client's own.
+        M2 template renders thinking only there, and older history is the client's own.
+        The M3 template keeps thinking on every assistant turn: for M3 the thinking of
+        earlier tool-loop turns is restored too (missing turns are still only put back,
+        and tool results only checked, in the current loop).
         """
         may_repair = ctx.session is not None or not self.settings.require_session_for_repair
         last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
         known = {c["id"] for m in messages if m["role"] == "assistant" for c in _calls(m)}
-        i = last_user + 1
+        i = 0 if grammar.every_turn else last_user + 1
         while i < len(messages):
             m = messages[i]
             if may_repair and m["role"] == "assistant" and _calls(m):
-                if "</think>" not in m["content"]:
+                if not grammar.has_thinking(m["content"]):
                     turn = await self._find(ctx, [c["id"] for c in _calls(m)])
                     if isinstance(turn, dict) and turn.get("reasoning"):
-                        m["content"] = think_content(turn["reasoning"], m["content"])
+                        m["content"] = grammar.history(turn["reasoning"], m["content"])
                         self._repaired("restored the thinking of an assistant turn", ctx)
-            elif m["role"] == "tool" and m.get("tool_call_id") not in known:
+            elif i > last_user and m["role"] == "tool" and m.get("tool_call_id") not in known:
                 call_id = m.get("tool_call_id")
                 turn = await self._find(ctx, [call_id]) if isinstance(call_id, str) else None
                 if isinstance(turn, dict) and may_repair:
-                    messages.insert(i, backend_message(turn))
+                    messages.insert(i, backend_message(turn, grammar))
                     known.update(c["id"] for c in turn["tool_calls"])
                     self._repaired("put back a missing assistant turn", ctx)
                     i += 1

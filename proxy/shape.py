@@ -79,6 +79,7 @@ class Shaper:
         max_calls: keep at most this many tool calls (None: all).
         id_prefix: ``call_`` (OpenAI) or ``toolu_`` (Anthropic).
         segmented: each run of text is its own block (Anthropic), trimmed on its own.
+        shown: the tags around reasoning rendered into the text (M3: ``<mm:think>``).
     """
 
     def __init__(
@@ -89,7 +90,9 @@ class Shaper:
         max_calls: int | None = None,
         id_prefix: str = "call_",
         segmented: bool = False,
+        shown: tuple[str, str] = (THINK_OPEN, THINK_CLOSE),
     ) -> None:
+        self._open, self._close = shown
         self._think_as_text = think_as_text
         self._keep_thinking = keep_thinking
         self._max_calls = max_calls
@@ -148,9 +151,9 @@ class Shaper:
             out.append((TEXT, text))
         else:
             self._thinking_open = True
-            out.append((TEXT, THINK_OPEN + text))
+            out.append((TEXT, self._open + text))
 
     def _end_thinking(self, out: list[Op]) -> None:
         self._thinking_open = False
         self._reasoning.reset()
-        out.append((TEXT, THINK_CLOSE))
+        out.append((TEXT, self._close))

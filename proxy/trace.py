@@ -34,6 +34,7 @@ class Trace:
     dialect: str
     tools: list[Any] | None
     starts_in_think: bool
+    grammar: str = "m2"  # the parser's grammar, so a replay reads the deltas the same way
     deltas: list[str] = dataclasses.field(default_factory=list)
     events: list[list[Any]] = dataclasses.field(default_factory=list)
     finish_reason: str | None = None

@@ -9,7 +9,7 @@ A backend's reasoning parser (vLLM ``--reasoning-parser``, SGLang, TabbyAPI
 ``reasoning: true``) sends the text before ``</think>`` in
 ``reasoning_content``/``reasoning`` and the rest, raw tool-call XML included,
 in ``content``. Both go through the one parser as the model wrote them: the
-reasoning in think state, then the ``</think>`` the backend took out, then the
+reasoning in think state, then the ``</think>`` (M3: ``</mm:think>``) the backend took out, then the
 content. So each character is scanned once, a tool call the model began
 before ``</think>`` (which a reasoning parser leaves in the reasoning) is
 still a tool call, and the result is the same as from a raw backend.
@@ -24,6 +24,7 @@ import msgspec
 import parser
 from parser import Event, ThinkText, ToolArgs, ToolCallEnd, ToolCallStart
 
+from .grammar import M2, Grammar
 from .trace import Trace
 from .upstream import UpChunk, UpToolCall, UpUsage
 
@@ -39,6 +40,7 @@ class Turn:
         tools: the tool definitions the parser types arguments with.
         starts_in_think: the backend's prompt pre-opens ``<think>``.
         parse: False passes ``content`` through untouched (tool translation off).
+        grammar: the protocol the backend model writes (:mod:`proxy.grammar`).
     """
 
     __slots__ = (
@@ -51,6 +53,7 @@ class Turn:
         "_tools",
         "deltas",
         "finish_reason",
+        "grammar",
         "logprobs",
         "reasoning_deltas",
         "stop_reason",
@@ -58,8 +61,15 @@ class Turn:
         "usage",
     )
 
-    def __init__(self, tools: list[Any] | None, starts_in_think: bool, parse: bool = True) -> None:
+    def __init__(
+        self,
+        tools: list[Any] | None,
+        starts_in_think: bool,
+        parse: bool = True,
+        grammar: Grammar = M2,
+    ) -> None:
         self._tools = tools
+        self.grammar = grammar
         self._starts_in_think = starts_in_think
         self._parse = parse
         self._parser: parser.StreamParser | None = None
@@ -163,14 +173,15 @@ class Turn:
         if self._in_backend_think:
             # The backend's reasoning parser ended the reasoning at a </think> it took out.
             self._in_backend_think = False
-            text = "</think>" + text
+            text = self.grammar.closer + text
         elif self._parser is None:
             # Content after pre-parsed calls is an answer; otherwise the template's rule.
             self._start(starts_in_think=self._starts_in_think and not self._calls)
         return self._feed(text)
 
     def _start(self, starts_in_think: bool) -> None:
-        self._parser = parser.StreamParser(self._tools, starts_in_think=starts_in_think)
+        extra: Any = {"grammar": self.grammar.name} if self.grammar.name != "m2" else {}  # TEMP
+        self._parser = parser.StreamParser(self._tools, starts_in_think=starts_in_think, **extra)
         if self.trace is not None:
             self.trace.starts_in_think = starts_in_think
 

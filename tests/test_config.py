@@ -96,7 +96,7 @@ def test_every_setting_is_documented() -> None:
 
 def test_backend_tool_choice_and_images() -> None:
     s = Settings.from_env({}, env_file=None)
-    assert (s.backend_tool_choice, s.backend_images) == ("auto-detect", "text")
+    assert (s.backend_tool_choice, s.backend_images) == ("auto-detect", "auto")
     s = Settings.from_env({"BACKEND_TOOL_CHOICE": "None", "BACKEND_IMAGES": "pass"}, env_file=None)
     assert (s.backend_tool_choice, s.backend_images) == ("none", "pass")
     with pytest.raises(ConfigError, match=r"^BACKEND_TOOL_CHOICE='auto': expected one of"):

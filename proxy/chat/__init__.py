@@ -26,7 +26,8 @@ class Chat(Stateless):
         return plan_openai(body, settings, backend_model)
 
     def shaper(self, plan: Plan) -> Shaper:
-        return Shaper(think_as_text=not plan.split, max_calls=plan.max_calls)
+        shown = (plan.grammar.shown_open, plan.grammar.shown_close)
+        return Shaper(think_as_text=not plan.split, max_calls=plan.max_calls, shown=shown)
 
     def stream(self, plan: Plan, settings: Settings) -> StreamWriter:
         return OpenAIStream(new_id("chatcmpl-"), int(time.time()), plan.model, plan.include_usage)

@@ -2,8 +2,9 @@
 
 Unknown fields are ignored (clients send many); known ones are checked.
 Assistant turns go to the backend with their reasoning as ``<think>…</think>``
-before the content, whichever field the client returned it in, because the
-MiniMax-M2 template needs it to continue a tool loop.
+(MiniMax-M3: ``<mm:think>…</mm:think>``) before the content, whichever field
+the client returned it in, because the template needs it to continue a tool
+loop (:mod:`proxy.grammar`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import msgspec
 
 from ..config import Settings
+from ..grammar import Grammar, rules
 from ..request import (
     Plan,
     backend_body,
@@ -27,7 +29,6 @@ from ..request import (
     plain_tool_choice,
     positive_int,
     stream_and_model,
-    think_content,
     tool_hint,
 )
 
@@ -145,6 +146,7 @@ def backend_messages(
     """Messages as the MiniMax-M2 template wants them: one system turn first."""
     system: list[str] = []
     out: list[dict[str, Any]] = []
+    grammar = rules(settings)
     for i, msg in enumerate(messages):
         role = msg.get("role") if isinstance(msg, dict) else None
         if not isinstance(role, str) or role not in _ROLES:
@@ -153,7 +155,7 @@ def backend_messages(
             # The template renders only a leading system turn; merge them all.
             system.append(text_of(msg.get("content")))
         elif role == "assistant":
-            out.append(_assistant(msg))
+            out.append(_assistant(msg, grammar))
         elif role == "function":
             out.append({"role": "tool", "content": text_of(msg.get("content"))})
         else:
@@ -198,10 +200,10 @@ def _parts(parts: list[Any], settings: Settings, where: str) -> list[Any]:
     return out
 
 
-def _assistant(msg: Mapping[str, Any]) -> dict[str, Any]:
+def _assistant(msg: Mapping[str, Any], grammar: Grammar) -> dict[str, Any]:
     out: dict[str, Any] = {
         "role": "assistant",
-        "content": think_content(_reasoning_of(msg), text_of(msg.get("content"))),
+        "content": grammar.history(_reasoning_of(msg), text_of(msg.get("content"))),
     }
     calls = msg.get("tool_calls")
     if isinstance(calls, list) and calls:

@@ -17,6 +17,7 @@ import msgspec
 
 from ..config import Settings
 from ..errors import ProxyError
+from ..grammar import Grammar, rules
 from ..request import (
     Plan,
     backend_body,
@@ -26,7 +27,6 @@ from ..request import (
     forward_options,
     parts_content,
     positive_int,
-    think_content,
     tool_hint,
 )
 from .media import media_part
@@ -67,6 +67,7 @@ def plan_anthropic(body: Any, settings: Settings, backend_model: str | None) -> 
     system = [_system_text(body.get("system"))]
     out: list[dict[str, Any]] = []
     secret = settings.thinking_signature_secret or ""
+    grammar = rules(settings)
     foreign: list[int] = []  # thinking blocks not signed by this proxy (accepted all the same)
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict):
@@ -78,7 +79,7 @@ def plan_anthropic(body: Any, settings: Settings, backend_model: str | None) -> 
         elif role == "user":
             out += _user(msg.get("content"), i, out, settings)
         elif role == "assistant":
-            out.append(_assistant(msg.get("content"), i, secret, foreign))
+            out.append(_assistant(msg.get("content"), i, secret, foreign, grammar))
         else:
             raise bad(f"messages.{i}.role: must be user or assistant")
     hint = tool_hint(required, named) if tools else None
@@ -228,7 +229,9 @@ def _tool_result(block: dict[str, Any], where: str, settings: Settings) -> dict[
     return {"role": "tool", "tool_call_id": call_id, "content": parts_content(parts, "\n")}
 
 
-def _assistant(content: Any, i: int, secret: str, foreign: list[int]) -> dict[str, Any]:
+def _assistant(
+    content: Any, i: int, secret: str, foreign: list[int], grammar: Grammar
+) -> dict[str, Any]:
     thinking: list[str] = []
     text: list[str] = []
     calls: list[dict[str, Any]] = []
@@ -258,7 +261,10 @@ def _assistant(content: Any, i: int, secret: str, foreign: list[int]) -> dict[st
         else:
             raise _unsupported(kind, f"messages.{i}.content.{j}")
     reasoning = "\n\n".join(t.strip() for t in thinking if t.strip())
-    out: dict[str, Any] = {"role": "assistant", "content": think_content(reasoning, "".join(text))}
+    out: dict[str, Any] = {
+        "role": "assistant",
+        "content": grammar.history(reasoning, "".join(text)),
+    }
     if calls:
         out["tool_calls"] = calls
     return out

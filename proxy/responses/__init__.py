@@ -80,7 +80,8 @@ class Responses:
         for record in reversed(chain):
             items += record["input"]
             items += record["response"]["output"]
-        plan.backend_body["messages"] = history_messages(items + echo.items, echo, proxy.settings)
+        settings = proxy.by_grammar[plan.grammar.name]
+        plan.backend_body["messages"] = history_messages(items + echo.items, echo, settings)
 
     async def keep(self, plan: Plan, proxy: Proxy, scope: str, answer: Any) -> None:
         echo: Echo = plan.extra

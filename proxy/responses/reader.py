@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 
 from ..config import Settings
+from ..grammar import Grammar, rules
 from ..request import (
     Plan,
     backend_body,
@@ -34,7 +35,6 @@ from ..request import (
     plain_tool_choice,
     positive_int,
     stream_and_model,
-    think_content,
     tool_hint,
 )
 from .carry import read_reasoning
@@ -267,11 +267,11 @@ class _Assistant:
         self.text: list[str] = []
         self.calls: list[dict[str, Any]] = []
 
-    def message(self) -> dict[str, Any]:
+    def message(self, grammar: Grammar) -> dict[str, Any]:
         reasoning = "\n\n".join(r.strip() for r in self.reasoning if r.strip())
         out: dict[str, Any] = {
             "role": "assistant",
-            "content": think_content(reasoning, "".join(self.text)),
+            "content": grammar.history(reasoning, "".join(self.text)),
         }
         if self.calls:
             out["tool_calls"] = self.calls
@@ -281,6 +281,7 @@ class _Assistant:
 def history_messages(items: list[Any], echo: Echo, settings: Settings) -> list[dict[str, Any]]:
     """Input items as chat messages: the one system turn first, then the conversation."""
     secret = settings.thinking_signature_secret or ""
+    grammar = rules(settings)
     system = [echo.instructions or ""]
     out: list[dict[str, Any]] = []
     turn: _Assistant | None = None
@@ -299,12 +300,12 @@ def history_messages(items: list[Any], echo: Echo, settings: Settings) -> list[d
             _add_to_turn(turn, kind, item, i, echo, secret)
         elif kind in _OUTPUT_ITEMS:
             if turn is not None:
-                out.append(turn.message())
+                out.append(turn.message(grammar))
                 turn = None
             results.append(_tool_result(item, i, settings))
         elif kind == "message":
             if turn is not None:
-                out.append(turn.message())
+                out.append(turn.message(grammar))
                 turn = None
             if results:
                 out += _in_call_order(results, out)
@@ -330,7 +331,7 @@ def history_messages(items: list[Any], echo: Echo, settings: Settings) -> list[d
             continue
         leading = False
     if turn is not None:
-        out.append(turn.message())
+        out.append(turn.message(grammar))
     if results:
         out += _in_call_order(results, out)
     if echo.hint:

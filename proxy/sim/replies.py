@@ -14,20 +14,23 @@ import json
 import random
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
     "DEFAULT_TOOL",
     "DIRECTIVE",
+    "Turn",
     "endless",
     "message_text",
     "plan_reply",
+    "plan_turn",
     "render_prompt",
     "split_script",
     "token_pieces",
 ]
 
-DIRECTIVE = re.compile(r"SIM_(FAULT|RATE|TOKEN_CHARS|STALL|PING|TTFT|CRLF):(\S+)")
+DIRECTIVE = re.compile(r"SIM_(FAULT|RATE|TOKEN_CHARS|STALL|PING|TTFT|CRLF|HABITS):(\S+)")
 LONG_CHARS = 8_000  # ~2,000 tokens at the default token size
 
 _THOUGHTS = (
@@ -141,11 +144,29 @@ def _render_calls(calls: list[dict[str, Any]]) -> str:
 def _reasoning(rng: random.Random, opening: str, sentences: int) -> str:
     picked = [rng.choice(_THOUGHTS) for _ in range(sentences)]
     paragraphs = [" ".join(picked[i : i + 3]) for i in range(0, len(picked), 3)]
-    return opening + "\n\n".join(["", *paragraphs]) + "\n</think>\n\n"
+    return opening + "\n\n".join(["", *paragraphs])
+
+
+@dataclass(slots=True)
+class Turn:
+    """What the model says, before a grammar writes it: reasoning, text, then calls."""
+
+    reasoning: str
+    text: str
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    said: str = ""  # the last user message, directives taken out
 
 
 def plan_reply(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
-    """The raw output for a request, and the tool calls it contains (by the module's rules)."""
+    """The raw MiniMax-M2 output for a request, and the tool calls it contains (by the
+    module's rules)."""
+    turn = plan_turn(body)
+    raw = turn.reasoning + "\n</think>\n\n" + turn.text
+    return (raw + _render_calls(turn.calls) if turn.calls else raw), turn.calls
+
+
+def plan_turn(body: dict[str, Any]) -> Turn:
+    """What the model says to a request, by the module's rules (any grammar)."""
     messages = [m for m in body.get("messages") or () if isinstance(m, dict)]
     last = messages[-1] if messages else {}
     user = next(
@@ -161,13 +182,15 @@ def plan_reply(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     if last.get("role") == "tool":
         result = message_text(last.get("content"))
         think = _reasoning(rng, "The tool returned its result; I can answer now.", 3)
-        return think + f'The tool returned: "{result[:40]}". That settles it.', []
+        return Turn(think, f'The tool returned: "{result[:40]}". That settles it.', said=said)
     if not tools or choice == "none" or last.get("role") != "user":
         think = _reasoning(rng, f'The user says: "{topic}".', 12 if long else 3)
         answer = f'Here is my answer about "{topic}". ' + rng.choice(_THOUGHTS)
         if long:
-            answer += "\n\n```python\n" + _code(LONG_CHARS - len(think), 0) + "```\n"
-        return think + answer, []
+            # The M2 budget: the whole output (with its closing tag) about LONG_CHARS.
+            budget = LONG_CHARS - len(think) - len("\n</think>\n\n")
+            answer += "\n\n```python\n" + _code(budget, 0) + "```\n"
+        return Turn(think, answer, said=said)
     if isinstance(choice, dict):  # a named tool goes first
         named = choice.get("function", {}).get("name")
         tools.sort(key=lambda t: t.get("name") != named)
@@ -177,7 +200,7 @@ def plan_reply(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     think = _reasoning(rng, f'The user says: "{topic}". The {names} tool fits.', 8 if long else 2)
     text = f"I'll use {names} for this.\n\n"
     if long:
-        budget = (LONG_CHARS - len(think)) // len(calls)
+        budget = (LONG_CHARS - len(think) - len("\n</think>\n\n")) // len(calls)
         for n, call in enumerate(calls):
             args = call["arguments"]
             key = next((k for k, v in args.items() if isinstance(v, str)), None)
@@ -185,7 +208,7 @@ def plan_reply(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
                 text = "```python\n" + _code(budget, n * 20) + "```\n" + text
             else:
                 args[key] = _code(budget, n * 20)
-    return think + text + _render_calls(calls), calls
+    return Turn(think, text, calls, said=said)
 
 
 def token_pieces(raw: str, size: int, chunks: list[int] | None = None) -> list[str]:

@@ -24,9 +24,16 @@ reply honours ``min_tokens`` (padded with more text) and ``ignore_eos`` (generat
 exactly ``max_tokens``); ``logprobs`` (with ``top_logprobs``) adds each token's logprobs to its
 chunk.
 
-Models: ``model`` is the id ``/v1/models`` lists; ``models`` adds more. When several are served,
-a request for another name gets vLLM's 404, and each generated answer ends by naming the model
-that produced it.
+MiniMax-M3: for a model whose name (or, for ``model``, the ``root`` it reports) names
+MiniMax-M3, the reply is written in M3's grammar and thinking mode, images are read, and
+the history is checked as the M3 template reads it (``proxy/sim/m3.py``): each record
+says how many assistant turns it recognised and which lost their thinking
+(``strict_thinking``: a 400). ``SIM_HABITS:<auto|all|none>`` sets M3's habits for one
+request.
+
+Models: ``model`` is the id ``/v1/models`` lists (with its ``root``); ``models`` adds more.
+When several are served, a request for another name gets vLLM's 404, and each generated answer
+ends by naming the model that produced it.
 
 Prefix cache: like vLLM's automatic prefix caching, the rendered prompt is hashed in blocks of
 ``cache_block`` tokens; blocks a previous request already had count as
@@ -72,6 +79,8 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from ..grammar import names_m3
+from . import m3
 from .modes import MODES, PARSING, deltas, message, model_view, refusal
 from .replies import (
     DEFAULT_TOOL,
@@ -79,6 +88,7 @@ from .replies import (
     endless,
     message_text,
     plan_reply,
+    plan_turn,
     render_prompt,
     split_script,
     token_pieces,
@@ -110,7 +120,10 @@ _ENC = msgspec.json.Encoder()
 class SimOptions:
     """Server-wide settings; tests may change them on a running server (next request on)."""
 
-    model: str = "MiniMax-M2"
+    model: str = "MiniMax-M2"  # a MiniMax-M3 name makes it write M3 (proxy/sim/m3.py)
+    root: str | None = None  # the checkpoint /v1/models reports for ``model`` (default: model)
+    habits: str = "auto"  # M3's leading-tag habits: auto (per reply), all or none
+    strict_thinking: bool = False  # M3: a history that lost a turn's thinking gets a 400
     mode: str = "tabby"  # which server's manners: see proxy/sim/modes.py
     multimodal: bool = False  # accept image parts (a text-only model refuses them)
     reasoning_field: str = "reasoning"  # parsing modes; vLLM before 0.11: reasoning_content
@@ -129,6 +142,8 @@ class SimOptions:
     def __post_init__(self) -> None:
         if self.reasoning_field not in ("reasoning", "reasoning_content"):
             raise ValueError("reasoning_field must be reasoning or reasoning_content")
+        if self.habits not in m3.HABITS:
+            raise ValueError(f"habits must be one of {', '.join(m3.HABITS)}")
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}; known: {', '.join(MODES)}")
         if self.fault is not None and self.fault not in FAULTS:
@@ -158,6 +173,10 @@ class RequestRecord:
     raw: str = ""  # the whole raw output planned (a fault may send less; endless: "")
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # planned {name, arguments}
     finish_reason: str | None = None
+    grammar: str = "m2"  # m3 for an M3 model
+    thinking_mode: str | None = None  # M3: chat_template_kwargs.thinking_mode as read
+    history_checked: int = 0  # M3: assistant turns of the history this server recognised
+    thinking_lost: list[int] = field(default_factory=list)  # M3: ... whose thinking was lost
     sent_chars: int = 0
     # pending, completed, error (an error status), cut (the server dropped the connection),
     # client_closed (the client went away first) or server_closed
@@ -182,6 +201,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PING": ("ping_interval", float),
     "TTFT": ("first_token_delay", float),
     "CRLF": ("crlf", lambda v: v not in ("0", "false")),
+    "HABITS": ("habits", str),
 }
 
 
@@ -223,7 +243,10 @@ def _check_script(script: Any) -> dict[str, Any]:
     return script
 
 
-def _make_reply(body: dict[str, Any], o: SimOptions, script: dict[str, Any] | None) -> _Reply:
+def _make_reply(
+    body: dict[str, Any], o: SimOptions, script: dict[str, Any] | None, history: m3.History | None
+) -> _Reply:
+    """The reply to ``body``; ``history`` (M3 models only) remembers a whole generated turn."""
     if script is not None:
         raw = script["raw"]
         pieces = token_pieces(raw, o.token_chars, script.get("chunks"))
@@ -232,9 +255,14 @@ def _make_reply(body: dict[str, Any], o: SimOptions, script: dict[str, Any] | No
         return _Reply("", endless(o.token_chars))
     if o.fault == "cut_in_tool" and not body.get("tools"):
         body = {**body, "tools": [DEFAULT_TOOL], "tool_choice": "auto"}
-    raw, calls = plan_reply(body)
-    if o.models:
-        raw += f"\n\n(answered by {body.get('model')})"
+    written = None
+    if history is not None:
+        raw, written = m3.render(plan_turn(body), m3.thinking_mode(body), o.habits)
+        calls = written.calls
+    else:
+        raw, calls = plan_reply(body)
+    suffix = f"\n\n(answered by {body.get('model')})" if o.models else ""
+    raw += suffix
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     ignore_eos = body.get("ignore_eos") is True and isinstance(limit, int)
     least = limit if ignore_eos else body.get("min_tokens")
@@ -243,7 +271,12 @@ def _make_reply(body: dict[str, Any], o: SimOptions, script: dict[str, Any] | No
     if isinstance(limit, int) and (ignore_eos or len(raw) > limit * o.token_chars):
         raw = raw[: limit * o.token_chars]
         return _Reply(raw, token_pieces(raw, o.token_chars), "length", calls)
+    if history is not None and written is not None and o.fault not in _CUTS:
+        history.remember(written, suffix)
     return _Reply(raw, token_pieces(raw, o.token_chars), "stop", calls)
+
+
+_CUTS = frozenset({"cut_mid", "cut_in_tool", "error_event"})
 
 
 def _padded(raw: str, size: int, tokens: int) -> str:
@@ -357,6 +390,20 @@ class _Sim:
         self.seq = 0
         self.closing = False
         self.cache = _PrefixCache()
+        self.history = m3.History()
+
+    def check_m3(
+        self, rec: RequestRecord, body: dict[str, Any], messages: list[Any]
+    ) -> web.Response | None:
+        """Read an M3 request's history as the template would: records what it found, and
+        with ``strict_thinking`` answers a history that lost thinking with a 400."""
+        rec.grammar, rec.thinking_mode = "m3", m3.thinking_mode(body)
+        rec.history_checked, rec.thinking_lost = self.history.check(messages)
+        if rec.thinking_lost and self.options.strict_thinking:
+            text = (f"simulated MiniMax-M3 template: assistant messages {rec.thinking_lost} "
+                    "came back without the thinking they were generated with")  # fmt: skip
+            return _error(400, text, "BadRequestError")
+        return None
 
     def recorded(self, handler: _Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def wrapper(request: web.Request) -> web.StreamResponse:
@@ -385,7 +432,9 @@ class _Sim:
 
     async def models(self, request: web.Request, rec: RequestRecord) -> web.StreamResponse:
         served = (self.options.model, *self.options.models)
-        cards = [{"id": m, "object": "model", "created": 0, "owned_by": "sim"} for m in served]
+        roots = {self.options.model: self.options.root or self.options.model}
+        cards = [{"id": m, "object": "model", "created": 0, "owned_by": "sim",
+                  "root": roots.get(m, m)} for m in served]  # fmt: skip
         return _json({"object": "list", "data": cards})
 
     async def health(self, request: web.Request, rec: RequestRecord) -> web.StreamResponse:
@@ -420,7 +469,13 @@ class _Sim:
         rec.stream, rec.fault = bool(body.get("stream")), o.fault
         if o.fault in _HTTP_FAULTS or o.fault == "html500":
             return _http_fault(o.fault, o)
-        refused = refusal(o.mode, body, o.multimodal)
+        speaks_m3 = _speaks_m3(body, o)
+        if speaks_m3:
+            lost = self.check_m3(rec, body, messages)
+            if lost is not None:
+                return lost
+        # MiniMax-M3 reads images; M2 only when the server is multimodal.
+        refused = refusal(o.mode, body, o.multimodal or speaks_m3)
         if refused is not None:
             return _json(refused[1], refused[0])
         model = body.get("model")
@@ -434,7 +489,8 @@ class _Sim:
             return _http_fault("http400_context", o)
         if o.fault == "stall_first":
             await asyncio.sleep(o.stall_seconds)
-        reply = _make_reply(model_view(o.mode, body), o, script)
+        history = self.history if speaks_m3 else None
+        reply = _make_reply(model_view(o.mode, body), o, script, history)
         rec.raw, rec.tool_calls = reply.raw, reply.tool_calls
         rec.finish_reason = reply.finish_reason
         rec.response_id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -603,6 +659,12 @@ class _Stream:
 _MID_STREAM = frozenset({"stall_mid", "bad_sse", "bad_json", "error_event"})
 
 
+def _speaks_m3(body: dict[str, Any], o: SimOptions) -> bool:
+    """Whether the model asked for is a MiniMax-M3 (by its name, or the main model's root)."""
+    model = body.get("model") or o.model
+    return names_m3(model) or (model == o.model and names_m3(o.root))
+
+
 def _served(body: dict[str, Any], o: SimOptions) -> Any:
     """The model that answers: the one asked for when several are served (as vLLM)."""
     return body.get("model") if o.models else o.model
@@ -709,6 +771,11 @@ def main(argv: list[str] | None = None) -> None:
         "tool_format); see proxy/sim/modes.py",
     )  # fmt: skip
     cli.add_argument("--multimodal", action="store_true", help="accept image parts")
+    cli.add_argument("--root", help="the checkpoint /v1/models reports for --model")
+    cli.add_argument("--habits", choices=m3.HABITS, default=defaults.habits,
+                     help="MiniMax-M3's leading-tag habits (default auto: per reply)")  # fmt: skip
+    cli.add_argument("--strict-thinking", action="store_true",
+                     help="MiniMax-M3: answer a history that lost thinking with a 400")  # fmt: skip
     cli.add_argument(
         "--reasoning-field", choices=("reasoning", "reasoning_content"),
         default=defaults.reasoning_field,
