@@ -28,8 +28,9 @@ test: setup redis
 	$(PY) -m pytest -q -p no:cacheprovider --cov=parser --cov-report=term-missing:skip-covered --cov-fail-under=95
 
 # SIM_MODE=vllm (or vllm-parsers, vllm-append-think, sglang): the simulated backend's manners.
+# MODEL=MiniMax-M3: the round trips on MiniMax-M3's protocol (default MiniMax-M2).
 demo: setup
-	$(PY) -m proxy.demo $(if $(SIM_MODE),--sim-mode $(SIM_MODE))
+	$(PY) -m proxy.demo $(if $(SIM_MODE),--sim-mode $(SIM_MODE)) $(if $(MODEL),--model $(MODEL))
 
 run: setup
 	$(PY) -m proxy

@@ -19,6 +19,10 @@ Three server processes are started on free loopback ports and always stopped at 
   With ``--loops`` it is pinned to uvloop (``EVENT_LOOP=uvloop``), and a fourth process,
   **proxy_asyncio**, is the same proxy on the standard asyncio loop, measured in the same run
   right after it, scenario by scenario.
+- **proxy_m3** (unless ``--no-m3``): a second proxy process with ``MODEL_GRAMMAR=m3`` in front of
+  the same sim, given each scenario's reply written in MiniMax-M3's text (``<mm:think>`` tags,
+  ``]<]minimax[>[<tool_call>`` blocks), measured right after the M2 proxy: the proxy's CPU per
+  backend chunk on M3 beside M2. (``--rev`` of a revision from before M3: add ``--no-m3``.)
 
 The load generator runs in this process on plain asyncio protocols (keep-alive HTTP/1.1, one
 connection per worker): on the hot path it only timestamps each network read and looks for the
@@ -100,6 +104,9 @@ TOKEN_CHARS = 4
 TARGETS = ("direct", "relay", "proxy", "responses")
 # "responses" is the same proxy process answering POST /v1/responses for the same backend reply.
 ASYNCIO = "proxy_asyncio"  # the proxy on the standard loop (--loops)
+# A second proxy process (MODEL_GRAMMAR=m3) streaming each reply written in MiniMax-M3's text.
+M3 = "proxy_m3"
+M3_OPEN, M3_CLOSE = "<mm:think>", "</mm:think>"
 HEADERS = {"content-type": "application/json", "accept": "text/event-stream"}
 CHILD_ENV: dict[str, str] = {}  # extra environment for the sim and proxy processes (--rev)
 
@@ -222,10 +229,13 @@ def start_relay(workdir: Path, upstream: str) -> Server:
     return spawn("relay", argv, {}, workdir, port)
 
 
-def start_proxy(workdir: Path, upstream: str, loop: str = "auto", name: str = "proxy") -> Server:
+def start_proxy(
+    workdir: Path, upstream: str, loop: str = "auto", name: str = "proxy", grammar: str = "auto"
+) -> Server:
     port = common.free_port()
     # A scratch working directory: no developer .env is read.
-    env = {"TABBY_URL": upstream, "HOST": "127.0.0.1", "PORT": str(port), "EVENT_LOOP": loop}
+    env = {"TABBY_URL": upstream, "HOST": "127.0.0.1", "PORT": str(port), "EVENT_LOOP": loop,
+           "MODEL_GRAMMAR": grammar}  # fmt: skip
     return spawn(name, [PYTHON, "-m", "proxy"], env, workdir, port)
 
 
@@ -264,6 +274,9 @@ class Workload:
     backend_chunks: int  # token chunks per request
     long: bool = False
     responses_body: bytes = b""  # the same request on the Responses API
+    m3_body: bytes = b""  # the same reply written in MiniMax-M3's text (target proxy_m3)
+    m3_raw: str = ""
+    m3_chunks: int = 0
     planned_calls: list[dict[str, Any]] = field(default_factory=list)
     # Staggered: worker i starts i/concurrency of one request's duration late, so arrivals and
     # token phases spread evenly (a steady state); only the middle requests of each worker, which
@@ -280,11 +293,17 @@ class Workload:
 
 
 def script_body(
-    raw: str, rate: float, note: str = "Benchmark stream.", responses: bool = False
+    raw: str,
+    rate: float,
+    note: str = "Benchmark stream.",
+    responses: bool = False,
+    tools: list[Any] | None = None,
 ) -> bytes:
     script = json.dumps({"raw": raw, "chunks": []}, ensure_ascii=False)
     text = f"{note} SIM_RATE:{rate:g} SIM_SCRIPT:{script}"
     body: dict[str, Any] = {"model": "MiniMax-M2", "stream": True}
+    if tools:
+        body["tools"] = tools
     if responses:
         body["input"] = text
     else:
@@ -308,10 +327,19 @@ def script_workload(
         raw = _REASONING + "\n</think>\n\n" + _ANSWER
     chunks = -(-len(raw) // TOKEN_CHARS)
     body = script_body(raw, rate)
-    return Workload(
+    w = Workload(
         key, label, concurrency, per_worker, rate, body, raw, chunks, staggered=staggered,
         responses_body=script_body(raw, rate, responses=True),
     )  # fmt: skip
+    # M3 (adaptive, the model chose to think): the same reasoning and text in M3's tags.
+    reasoning, _, answer = raw.partition("\n</think>\n\n")
+    with_m3(w, M3_OPEN + reasoning + M3_CLOSE + answer, script_body(
+        M3_OPEN + reasoning + M3_CLOSE + answer, rate))  # fmt: skip
+    return w
+
+
+def with_m3(w: Workload, raw: str, body: bytes) -> None:
+    w.m3_raw, w.m3_body, w.m3_chunks = raw, body, -(-len(raw) // TOKEN_CHARS)
 
 
 def long_workload(per_worker: int) -> Workload:
@@ -336,6 +364,10 @@ def long_workload(per_worker: int) -> Workload:
         "messages": [{"role": "user", "content": "Write the long parallel card renderers."}],
     }
     raw, calls = plan_reply(body)
+    from proxy.sim import m3
+    from proxy.sim.replies import plan_turn
+
+    m3_raw = m3.render(plan_turn(body), "adaptive", "none")[0]
     chunks = -(-len(raw) // TOKEN_CHARS)
     label = f"long tools reply, 1 stream, full speed ({chunks} tokens, {len(calls)} calls)"
     w = Workload("long", label, 1, per_worker, 0.0, json.dumps(body).encode(), raw, chunks, True)
@@ -343,6 +375,7 @@ def long_workload(per_worker: int) -> Workload:
     as_responses = {"model": "MiniMax-M2", "stream": True, "input": body["messages"][0]["content"],
                     "tools": [{"type": "function", **tool["function"]}]}  # fmt: skip
     w.responses_body = json.dumps(as_responses).encode()
+    with_m3(w, m3_raw, script_body(m3_raw, 0, body["messages"][0]["content"], tools=[tool]))
     return w
 
 
@@ -376,7 +409,13 @@ WARMUP_RESPONSES = script_body("ok\n</think>\n\nok", 0, "Warm-up.", responses=Tr
 
 
 def body_for(target: str, w: Workload) -> bytes:
+    if target == M3:
+        return w.m3_body
     return w.responses_body if target == "responses" else w.body
+
+
+def raw_for(target: str, w: Workload) -> str:
+    return w.m3_raw if target == M3 else w.raw
 
 
 # ---------------------------------------------------------------------------- the client
@@ -713,20 +752,24 @@ def decode_sample(sample: Sample, responses: bool = False) -> Stream:
     return Stream(sample.start, sample.end, times, ends, joined, calls, sample.worker, sample.n)
 
 
-def proxy_text(raw: str) -> tuple[str, Any]:
+def proxy_text(raw: str, m3: bool = False) -> tuple[str, Any]:
     """What the proxy shows for a reasoning-then-text reply, and a map back to raw positions.
 
     With thinking passed through (the default) the client gets ``<think>\\n`` + reasoning +
-    ``\\n</think>\\n\\n`` + text, each trimmed. ``raw_end(p)`` is how much of the raw text the
-    backend must have sent before the first ``p`` output characters can exist.
+    ``\\n</think>\\n\\n`` + text, each trimmed (``m3``: ``<mm:think>`` tags, and the raw
+    text opens its reasoning with ``<mm:think>``). ``raw_end(p)`` is how much of the raw text
+    the backend must have sent before the first ``p`` output characters can exist.
     """
-    close = raw.index("</think>")
-    reasoning, rest = raw[:close], raw[close + 8 :]
+    opener, closer = (M3_OPEN, M3_CLOSE) if m3 else ("", "</think>")
+    shown_open, shown_close = f"{opener or '<think>'}\n", f"\n{closer}\n\n"
+    close = raw.index(closer)
+    after = close + len(closer)
+    reasoning, rest = raw[len(opener) : close], raw[after:]
     r_body, t_body = reasoning.strip(), rest.strip()
-    r0 = len(reasoning) - len(reasoning.lstrip())
-    t0 = close + 8 + len(rest) - len(rest.lstrip())
-    a, b = 8, 8 + len(r_body)
-    c = b + 11
+    r0 = len(opener) + len(reasoning) - len(reasoning.lstrip())
+    t0 = after + len(rest) - len(rest.lstrip())
+    a, b = len(shown_open), len(shown_open) + len(r_body)
+    c = b + len(shown_close)
 
     def raw_end(p: int) -> int:
         if p <= a:
@@ -734,10 +777,10 @@ def proxy_text(raw: str) -> tuple[str, Any]:
         if p <= b:
             return r0 + p - a
         if p <= c:
-            return close + 8
+            return after
         return t0 + p - c
 
-    return "<think>\n" + r_body + "\n</think>\n\n" + t_body, raw_end
+    return shown_open + r_body + shown_close + t_body, raw_end
 
 
 def responses_text(raw: str) -> tuple[str, Any]:
@@ -756,7 +799,7 @@ def responses_text(raw: str) -> tuple[str, Any]:
 
 def expected_text(target: str, raw: str) -> tuple[str, Any]:
     if is_proxy(target):
-        return proxy_text(raw)
+        return proxy_text(raw, m3=target == M3)
     if target == "responses":
         return responses_text(raw)
     return raw, lambda p: p
@@ -794,7 +837,7 @@ def check(w: Workload, target: str, streams: list[Stream]) -> list[str]:
             if got != w.planned_calls:
                 errors.append(f"{target} request {n}: tool calls differ from the sim's plan")
         return errors[:5]
-    want = expected_text(target, w.raw)[0]
+    want = expected_text(target, raw_for(target, w))[0]
     for n, s in enumerate(streams):
         if s.text != want:
             errors.append(
@@ -840,21 +883,22 @@ def analyse(r: Result, base: list[float] | None) -> None:
     events = sum(len(s.token_times) for s in streams)
     added: list[float] = []
     if base is not None and not w.long:
-        raw_end = expected_text(r.target, w.raw)[1]
+        raw_end = expected_text(r.target, raw_for(r.target, w))[1]
         for s in streams:
             for t, end in zip(s.token_times, s.token_ends, strict=True):
                 k = min((raw_end(end) - 1) // TOKEN_CHARS, len(base) - 1)
                 added.append((t - s.start - base[k]) * 1e3)
     f = r.figures
+    per_req = w.m3_chunks if r.target == M3 else w.backend_chunks
     if w.spread:  # throughput over the window in which every worker was busy
         lo, hi = steady_window(r.streams)
         got = sum(lo <= t <= hi for s in r.streams for t in s.token_times)
         f["chunks_per_s"] = got / (hi - lo)
-        f["tokens_per_s"] = f["chunks_per_s"] * w.backend_chunks / (events / len(streams))
+        f["tokens_per_s"] = f["chunks_per_s"] * per_req / (events / len(streams))
     else:
         f["chunks_per_s"] = events / r.wall
-        f["tokens_per_s"] = w.backend_chunks * len(r.streams) / r.wall
-    backend = w.backend_chunks * len(r.streams)  # CPU was measured over all requests
+        f["tokens_per_s"] = per_req * len(r.streams) / r.wall
+    backend = per_req * len(r.streams)  # CPU was measured over all requests
     f["requests"] = len(streams)
     f["total_mean"] = statistics.fmean(totals)
     f["total_p50"] = pct(totals, 0.5)
@@ -862,7 +906,7 @@ def analyse(r: Result, base: list[float] | None) -> None:
     f["gap_p50"], f["gap_p99"] = pct(gaps, 0.5), pct(gaps, 0.99)
     f["added_p50"], f["added_p99"] = pct(added, 0.5), pct(added, 0.99)
     f["chunks_per_req"] = events / len(streams)
-    f["backend_per_req"] = w.backend_chunks
+    f["backend_per_req"] = per_req
     for name, seconds in r.cpu.items():
         f[f"cpu_{name}"] = seconds / backend * 1e3  # CPU s per 1,000 backend chunks
 
@@ -1030,6 +1074,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 targets[ASYNCIO] = Target(other.url)
                 watched[ASYNCIO] = {"sim": sim, ASYNCIO: other}
                 order.append(ASYNCIO)
+            if not args.no_m3:
+                m3_proxy = start_proxy(workdir, sim.url, name=M3, grammar="m3")
+                servers.append(m3_proxy)
+                await wait_ready(m3_proxy)
+                targets[M3] = Target(m3_proxy.url)
+                watched[M3] = {"sim": sim, M3: m3_proxy}
+                order.insert(order.index("responses") + 1, M3)
             try:
                 for t in order:  # first-use costs (imports, caches) out of the way
                     await closed_loop(targets[t], body_for(t, loads[0]), 4, 5)
@@ -1039,7 +1090,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         r = await measure(t, targets[t], w, watched[t], args.retries)
                         if t == "direct":
                             base = baseline_curve(w, measured(r))
-                        analyse(r, base)
+                        # The direct run's token times are of the M2 text, not M3's.
+                        analyse(r, None if t == M3 else base)
                         r.streams = []  # the raw reads are not needed any more
                         results.append(r)
                         f = r.figures
@@ -1243,7 +1295,14 @@ def targets(
     if worst:
         rows.append(("Responses API: proxy CPU per backend chunk vs chat completions "
                      "(worst scenario)", f"{worst:.2f}x", "<= 1.15x", worst <= 1.15))  # fmt: skip
-    for api, target in (("proxy", "proxy"), ("Responses", "responses")):
+    ratios = [
+        m3["cpu_" + M3] / px["cpu_proxy"] for _, (px, m3) in _scenarios(results, ("proxy", M3))
+    ]
+    if ratios:
+        rows.append(("MiniMax-M3: proxy CPU per backend chunk vs MiniMax-M2 (worst scenario; "
+                     "median)", f"{max(ratios):.2f}x; {statistics.median(ratios):.2f}x",
+                     "<= 1.15x", max(ratios) <= 1.15))  # fmt: skip
+    for api, target in (("proxy", "proxy"), ("Responses", "responses"), ("M3", M3)):
         ratios = [
             r.figures["chunks_per_req"] / r.figures["backend_per_req"]
             for r in results
@@ -1400,11 +1459,38 @@ def markdown(out: dict[str, Any], command: str, elapsed: float) -> str:
                 f"| {m['rss_after']:.0f} | {m['kib_per_stream']:.1f} |"
             )
     lines += loops_table(results)
+    lines += m3_table(results)
     errors = [e for r in results for e in r.errors]
     lines += ["", "Correctness: " + ("every response matched the sim's plan." if not errors
               else "**mismatches:** " + "; ".join(errors[:10]))]  # fmt: skip
     lines += ["", f"![proxy overhead]({PLOT_PATH.name})", "", END_MARKER]
     return "\n".join(lines) + "\n"
+
+
+def m3_table(results: list[Result]) -> list[str]:
+    """The proxy's CPU per backend chunk on MiniMax-M3 text beside MiniMax-M2's, per scenario."""
+    rows = list(_scenarios(results, ("proxy", M3)))
+    if not rows:
+        return []
+    lines = [
+        "",
+        "### MiniMax-M3 beside MiniMax-M2",
+        "",
+        f"**{M3}**: a second proxy process (`MODEL_GRAMMAR=m3`, thinking mode adaptive) in "
+        "front of the same sim, streaming each scenario's reply written in M3's text "
+        "(`<mm:think>…</mm:think>`; the long reply's three calls as `]<]minimax[>[<tool_call>` "
+        "blocks), right after the M2 proxy. CPU seconds per 1,000 backend chunks.",
+        "",
+        "| scenario | proxy (M2) | proxy_m3 | M3 / M2 | other load, cores (M2 / M3) |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    for label, (px, m3) in rows:
+        lines.append(
+            f"| {label} | {px['cpu_proxy']:.4f} | {m3['cpu_' + M3]:.4f} "
+            f"| {m3['cpu_' + M3] / px['cpu_proxy']:.2f}x "
+            f"| {px['other_cores']:.2f} / {m3['other_cores']:.2f} |"
+        )
+    return lines
 
 
 def loops_table(results: list[Result]) -> list[str]:
@@ -1518,6 +1604,7 @@ def main(argv: list[str] | None = None) -> None:
         help="no more repeats once the run has taken S seconds (240)",
     )
     ap.add_argument("--skip-idle", action="store_true", help="skip the idle-streams memory test")
+    ap.add_argument("--no-m3", action="store_true", help="skip the MiniMax-M3 proxy target")
     ap.add_argument(
         "--loops",
         action="store_true",

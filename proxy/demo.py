@@ -10,6 +10,12 @@ speak), continued with ``previous_response_id``.
 simulated backend behave like another server, e.g. ``vllm``: a stock
 ``vllm serve`` that refuses tools without a tool parser, which the proxy
 detects on the first request (BACKEND_TOOL_CHOICE=auto-detect).
+
+``--model`` (or ``MODEL``; ``make demo MODEL=MiniMax-M3``) names the model the
+simulated backend serves and the client asks for: a MiniMax-M3 name runs the
+round trips on M3's protocol (``<mm:think>``, ``]<]minimax[>[<tool_call>``, the
+adaptive thinking mode), with the simulated M3 checking that every assistant
+turn came back with its thinking.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import Any
 import httpx
 import openai
 
+from .grammar import names_m3
 from .sim.modes import MODES
 
 TOOLS = [
@@ -75,13 +82,15 @@ def _wait(url: str, proc: subprocess.Popen[bytes]) -> None:
     sys.exit(f"demo: {url} did not come up")
 
 
-def _stream_turn(client: openai.OpenAI, messages: list[dict[str, Any]]) -> dict[str, Any]:
+def _stream_turn(
+    client: openai.OpenAI, messages: list[dict[str, Any]], model: str
+) -> dict[str, Any]:
     """Stream one turn, printing it as it arrives; return the assistant message."""
     reasoning, content = "", ""
     calls: dict[int, dict[str, Any]] = {}
     section = None
     stream: Any = client.chat.completions.create(
-        model="minimax-m2",
+        model=model,
         messages=messages,  # type: ignore[arg-type]
         tools=TOOLS,  # type: ignore[arg-type]
         stream=True,
@@ -129,10 +138,10 @@ def _stream_turn(client: openai.OpenAI, messages: list[dict[str, Any]]) -> dict[
     return message
 
 
-def _stream_response(client: openai.OpenAI, **request: Any) -> Any:
+def _stream_response(client: openai.OpenAI, model: str, **request: Any) -> Any:
     """Stream one Responses turn, printing it as it arrives; return the final response."""
     tools: Any = [{"type": "function", **t["function"]} for t in TOOLS]  # type: ignore[dict-item]
-    with client.responses.stream(model="minimax-m2", tools=tools, **request) as stream:
+    with client.responses.stream(model=model, tools=tools, **request) as stream:
         for event in stream:
             if event.type == "response.output_item.added":
                 item = event.item
@@ -153,11 +162,11 @@ def _stream_response(client: openai.OpenAI, **request: Any) -> Any:
         return stream.get_final_response()
 
 
-def _responses_round_trip(client: openai.OpenAI) -> None:
+def _responses_round_trip(client: openai.OpenAI, model: str) -> None:
     print(_style("1", "\nthe same on the Responses API (Codex CLI, OpenAI Agents SDK):"))
     question = "What's the weather in Tokyo? Use the tool."
     print(_style("1", "user: ") + question)
-    first = _stream_response(client, input=question)
+    first = _stream_response(client, model, input=question)
     outputs = []
     for item in first.output:
         if item.type == "function_call":
@@ -167,7 +176,19 @@ def _responses_round_trip(client: openai.OpenAI) -> None:
                 {"type": "function_call_output", "call_id": item.call_id, "output": result}
             )
     print(_style("1", f"\nsecond turn (previous_response_id={first.id}):"))
-    _stream_response(client, input=outputs, previous_response_id=first.id)
+    _stream_response(client, model, input=outputs, previous_response_id=first.id)
+
+
+def _m3_check(sim_url: str) -> None:
+    """What the simulated M3 found in each history: every assistant turn's thinking back."""
+    records = httpx.get(f"{sim_url}/_sim/requests").json()
+    chats = [r for r in records if r["path"] == "/v1/chat/completions"]
+    checked = sum(r["history_checked"] for r in chats)
+    lost = [r["thinking_lost"] for r in chats if r["thinking_lost"]]
+    modes = sorted({r["thinking_mode"] for r in chats})
+    print(f"MiniMax-M3 template check: {checked} assistant turns sent back, "
+          f"{'all with their thinking' if not lost else f'thinking LOST in {lost}'} "
+          f"(thinking_mode: {', '.join(modes)})")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -179,39 +200,34 @@ def main(argv: list[str] | None = None) -> None:
         default=default,
         help="the simulated backend's manners (default: SIM_MODE or tabby)",
     )
-    mode = cli.parse_args(argv).sim_mode
+    cli.add_argument(
+        "--model",
+        default=os.environ.get("MODEL") or "MiniMax-M2",
+        help="the model served and asked for (default: MODEL or MiniMax-M2; MiniMax-M3 for M3)",
+    )
+    args = cli.parse_args(argv)
+    mode, model = args.sim_mode, args.model
     sim_port, proxy_port = _free_port(), _free_port()
     env = {**os.environ, "TABBY_URL": f"http://127.0.0.1:{sim_port}", "PORT": str(proxy_port),
            "HOST": "127.0.0.1", "LOG_LEVEL": "warning"}  # fmt: skip
+    sim_args = ["--port", str(sim_port), "--tokens-per-second", "120", "--mode", mode,
+                "--model", model] + (["--strict-thinking"] if names_m3(model) else [])  # fmt: skip
     with ExitStack() as stack:
-        sim = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "proxy",
-                "sim",
-                "--port",
-                str(sim_port),
-                "--tokens-per-second",
-                "120",
-                "--mode",
-                mode,
-            ],
-        )
+        sim = subprocess.Popen([sys.executable, "-m", "proxy", "sim", *sim_args])
         stack.callback(sim.terminate)
         _wait(f"http://127.0.0.1:{sim_port}/health", sim)
         proxy = subprocess.Popen([sys.executable, "-m", "proxy"], env=env)
         stack.callback(proxy.terminate)
         _wait(f"http://127.0.0.1:{proxy_port}/health", proxy)
         base = f"http://127.0.0.1:{proxy_port}/v1"
-        print(_style("1", f"minimax-m2-proxy on {base}, simulated MiniMax-M2 ({mode}) behind it\n"))
+        print(_style("1", f"minimax-m2-proxy on {base}, simulated {model} ({mode}) behind it\n"))
 
         client = openai.OpenAI(base_url=base, api_key="demo")
         messages: list[dict[str, Any]] = [
             {"role": "user", "content": "What's the weather in Paris? Use the tool."}
         ]
         print(_style("1", "user: ") + messages[0]["content"])
-        assistant = _stream_turn(client, messages)
+        assistant = _stream_turn(client, messages, model)
         messages.append(assistant)
         for call in assistant.get("tool_calls", []):
             args = json.loads(call["function"]["arguments"])
@@ -219,12 +235,14 @@ def main(argv: list[str] | None = None) -> None:
             print(_style("33", f"  tool result for {call['id']}: {result}"))
             messages.append({"role": "tool", "tool_call_id": call["id"], "content": result})
         print(_style("1", "\nsecond turn (history sent back with the thinking):"))
-        _stream_turn(client, messages)
-        _responses_round_trip(client)
+        _stream_turn(client, messages, model)
+        _responses_round_trip(client, model)
         print(_style("32", "\nround trips complete: thinking, tool call, tool result, answer."))
         ready = httpx.get(f"http://127.0.0.1:{proxy_port}/ready").json()
         print(f"backend tool_choice sent with tools: {ready['backend_tool_choice']} "
               f"(BACKEND_TOOL_CHOICE={ready['backend_tool_choice_setting']})")  # fmt: skip
+        if names_m3(model):
+            _m3_check(f"http://127.0.0.1:{sim_port}")
 
 
 if __name__ == "__main__":
