@@ -733,3 +733,60 @@ def test_trace_records_the_grammar_and_replays(
     ]
     # The same raw text read as M2 is not a tool call: the grammar is what reproduces it.
     assert not parser.parse("".join(record["deltas"]), TOOLS, True).tool_calls
+
+
+# ------------------------------------------------------------------------------ the simulated M3
+
+
+@pytest.mark.parametrize("habits", ["none", "all", "auto"])
+@pytest.mark.parametrize("mode", ["enabled", "disabled", "adaptive"])
+def test_sim_m3_text_reads_back_as_planned(mode: str, habits: str) -> None:
+    """Whatever the mode and habits, M3's text holds exactly the turn the sim planned."""
+    from proxy.sim.m3 import render
+    from proxy.sim.replies import plan_turn
+
+    for said, tools in [("hello", None), ("a quick hello", None), ("order it", [ORDER]),
+                        ("parallel please", TOOLS), ("long parallel", [ORDER]),
+                        ("a quick order", TOOLS)]:  # fmt: skip
+        body = {"messages": [{"role": "user", "content": said}], "tools": tools}
+        raw, written = render(plan_turn(body), mode, habits)
+        got = parser.parse(raw, tools, starts_in_think=mode == "enabled", grammar="m3")
+        assert (got.reasoning or "").strip() == written.reasoning, (said, raw[:200])
+        assert (got.content or "").strip() == written.text.strip(), (said, raw[:200])
+        assert [c.arguments for c in got.tool_calls] == [c["arguments"] for c in written.calls]
+        if len(written.calls) > 1:
+            assert raw.count(f"{NS}<tool_call>") == 1  # parallel calls share one block
+    order = render(plan_turn({"messages": [{"role": "user", "content": "order"}],
+                              "tools": [ORDER]}), "disabled", "none")[0]  # fmt: skip
+    assert f"{NS}<items>{NS}<item>{NS}<sku>" in order  # nested: an array of objects
+
+
+def test_cut_in_a_tool_call_never_looks_finished(oai: openai.OpenAI, m3: SimServer) -> None:
+    stream = oai.chat.completions.create(
+        model="MiniMax-M3",
+        messages=[{"role": "user", "content": "SIM_FAULT:cut_in_tool long order"}],
+        tools=[ORDER],
+        stream=True,
+    )
+    started, finish = False, None
+    with pytest.raises(openai.APIError, match="closed the stream early"):
+        for chunk in stream:
+            if chunk.choices:
+                started |= bool(chunk.choices[0].delta.tool_calls)
+                finish = chunk.choices[0].finish_reason or finish
+    assert started and finish is None
+    assert chats(m3)[-1].outcome == "cut"
+
+
+def test_demo_on_m3() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "proxy.demo", "--model", "MiniMax-M3"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert "round trips complete" in out.stdout
+    assert "simulated MiniMax-M3" in out.stdout
+    assert "tool call: get_weather(" in out.stdout
+    assert "2 assistant turns sent back, all with their thinking" in out.stdout

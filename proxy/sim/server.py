@@ -327,9 +327,20 @@ def _cut_point(raw: str) -> int:
     """Halfway through the first parameter value (or through the text, without one)."""
     start = raw.find('<parameter name="')
     if start < 0:
-        return len(raw) // 2
+        return _m3_cut_point(raw)
     start = raw.index(">", start) + 1
     stop = raw.find("</parameter>", start)
+    return start + max(stop - start, 0) // 2
+
+
+def _m3_cut_point(raw: str) -> int:
+    """:func:`_cut_point` in MiniMax-M3's text: halfway through the first element's value."""
+    invoke = raw.find(m3.NS + "<invoke ")
+    element = raw.find(m3.NS + "<", invoke + 1) if invoke >= 0 else -1
+    if element < 0:
+        return len(raw) // 2
+    start = raw.index(">", element) + 1
+    stop = raw.find(m3.NS, start)
     return start + max(stop - start, 0) // 2
 
 
