@@ -29,6 +29,7 @@ from proxy.request import think_content
 from proxy.sim import RequestRecord, SimServer, start_sim
 from proxy.sim.m3 import NS
 from tests.servers import Background, ProxyServer
+from tests.test_sessions import WEATHER
 
 ORDER = {
     "type": "function",
@@ -51,16 +52,6 @@ ORDER = {
                 "note": {"type": "string"},
             },
             "required": ["user_id", "items"],
-        },
-    },
-}
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
         },
     },
 }

@@ -25,6 +25,9 @@ The history check reads each assistant turn as the M3 template does
 with the turn this server generated (recognised by its text and calls): a turn
 generated with thinking must come back with that thinking, one generated without
 must come back without. :class:`History` remembers the generated turns.
+
+M3 is written raw, as vLLM, SGLang and llama.cpp return it without parsers (modes
+``tabby``, ``vllm``, ``sglang``); the parsing modes simulate M2's parsers only.
 """
 
 from __future__ import annotations
