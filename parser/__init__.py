@@ -1,8 +1,8 @@
-"""Incremental parser for MiniMax-M2 raw output.
+"""Incremental parser for MiniMax-M2 and MiniMax-M3 raw output.
 
 Sans-IO and standard-library only: feed it text deltas, get events.
 
-    p = StreamParser(tools=request_tools)
+    p = StreamParser(tools=request_tools)            # grammar="m3" for MiniMax-M3
     for delta in deltas:
         for event in p.feed(delta):
             ...
@@ -11,10 +11,11 @@ Sans-IO and standard-library only: feed it text deltas, get events.
 
 from __future__ import annotations
 
+from . import _m3_machine, _machine  # noqa: F401  (importing them registers "m3" and "m2")
 from ._errors import ParserError, ParserUsageError
 from ._events import ContentText, Event, ThinkText, ToolArgs, ToolCallEnd, ToolCallStart
-from ._machine import StreamParser
 from ._result import ParseResult, ToolCall, parse
+from ._stream import StreamParser
 
 __all__ = [
     "ContentText",

@@ -23,17 +23,16 @@ from typing import Any
 
 from ._errors import ParserUsageError
 from ._events import ContentText, Event, ThinkText, ToolArgs, ToolCallEnd, ToolCallStart
+from ._names import MAX_NAME_AREA, complete_name, name_accepts
 from ._schema import STRING_ONLY, Types, convert, tool_param_types
 from ._state import LISTENS, MAX_TAG, TRANSITIONS, State, Tag
+from ._stream import StreamParser
 from ._tokens import TokenFilter
 
-__all__ = ["StreamParser"]
+__all__ = ["M2Parser"]
 
 _WS = re.compile(r"[ \t\r\n]*")
 _WS_CHARS = " \t\r\n"
-_NAME_FORBIDDEN = frozenset("<>[]\n\"'")
-_MAX_NAME = 256
-_MAX_NAME_AREA = _MAX_NAME + 16  # quotes and spaces around the name
 _NO_TYPES: dict[str, Types] = {}
 
 _THINK, _CONTENT, _QUOTED, _VALUE = State.THINK, State.CONTENT, State.QUOTED_THINK, State.VALUE
@@ -49,18 +48,20 @@ def _escape(text: str) -> str:
     return escaped[1:-1]
 
 
-class StreamParser:
+class M2Parser(StreamParser, grammar="m2"):
     """Turns MiniMax-M2 raw output, fed as deltas of any size, into events.
 
-    Args:
-        tools: the request's tool definitions (OpenAI ``{"type": "function",
-            "function": {...}}`` or ``{"name", "parameters"|"input_schema"}``);
-            their JSON schemas type the parameter values.
-        starts_in_think: the prompt ended with ``<think>`` (the MiniMax-M2
-            template does), so output starts as reasoning.
+    Built by ``StreamParser(tools, starts_in_think, grammar="m2")``; see
+    :class:`parser.StreamParser` for the arguments. ``starts_in_think``: the
+    prompt ended with ``<think>`` (the MiniMax-M2 template does).
     """
 
-    def __init__(self, tools: Iterable[Any] | None = None, starts_in_think: bool = True) -> None:
+    def __init__(
+        self,
+        tools: Iterable[Any] | None = None,
+        starts_in_think: bool = True,
+        grammar: str = "m2",
+    ) -> None:
         self._types = tool_param_types(tools)
         #: How many times markup was given back as text (malformed tool-call markup).
         self.fallbacks = 0
@@ -192,29 +193,6 @@ class StreamParser:
 
     # -- output -------------------------------------------------------------
 
-    def _put(self, kind: type, text: str) -> None:
-        if kind is not self._pending_kind:
-            self._flush()
-            self._pending_kind = kind
-        self._pending.append(text)
-
-    def _flush(self) -> None:
-        if self._pending:
-            text = "".join(self._pending)
-            self._pending = []
-            kind = self._pending_kind
-            if kind is ToolArgs:
-                self._out.append(ToolArgs(self._index, text))
-            elif kind is ThinkText:
-                self._out.append(ThinkText(text))
-            else:
-                self._out.append(ContentText(text))
-        self._pending_kind = None
-
-    def _emit(self, event: Event) -> None:
-        self._flush()
-        self._out.append(event)
-
     def _text(self, text: str) -> None:
         """Text in a text state: reasoning, content or a parameter value."""
         if self._state is _VALUE:
@@ -313,13 +291,13 @@ class StreamParser:
         while i < n:
             c = buf[i]
             if c == ">":
-                name = _complete_name(area)
+                name = complete_name(area)
                 if name is None:
                     break
                 self._name = ""
                 self._on_name(name)
                 return i + 1
-            if len(area) >= _MAX_NAME_AREA or not _name_accepts(area, c):
+            if len(area) >= MAX_NAME_AREA or not name_accepts(area, c):
                 break
             area += c
             i += 1
@@ -414,29 +392,6 @@ class StreamParser:
         self._skip = False
 
 
-def _name_accepts(area: str, c: str) -> bool:
-    """May ``c`` follow ``area`` in a name area such as ``"name"`` or ``'name'``?"""
-    lead = area.lstrip(" \t")
-    if lead[:1] in ("'", '"'):
-        if lead.find(lead[0], 1) > 0:
-            return c in " \t"  # only spaces between the closing quote and ">"
-        return c == lead[0] or c not in _NAME_FORBIDDEN
-    return c not in _NAME_FORBIDDEN or (not lead and c in ("'", '"'))
-
-
-def _complete_name(area: str) -> str | None:
-    """The name in ``"name"``, ``'name'`` or ``name`` (spaces around allowed), or None."""
-    area = area.strip(" \t")
-    if area[:1] in ("'", '"'):
-        if len(area) < 2 or area[-1] != area[0]:
-            return None
-        area = area[1:-1]
-    name = area.strip(" \t")
-    if not name or len(name) > _MAX_NAME or any(q in name for q in "'\""):
-        return None
-    return name
-
-
 _TAGS = {t.value: t for t in Tag}
 _FIND_TAG = {
     state: re.compile("|".join(re.escape(t) for t in tags))
@@ -444,18 +399,18 @@ _FIND_TAG = {
     if tags
 }
 
-_Scanner = Callable[[StreamParser, str, int], int]
+_Scanner = Callable[[M2Parser, str, int], int]
 _SCANNERS: dict[State, _Scanner] = {
-    State.THINK_START: StreamParser._scan_leading,
-    State.CONTENT_START: StreamParser._scan_leading,
-    State.THINK: StreamParser._scan_text,
-    State.CONTENT: StreamParser._scan_text,
-    State.QUOTED_THINK: StreamParser._scan_text,
-    State.VALUE: StreamParser._scan_text,
-    State.BLOCK_OPEN: StreamParser._scan_markup,
-    State.BLOCK: StreamParser._scan_markup,
-    State.INVOKE: StreamParser._scan_markup,
-    State.VALUE_CLOSE: StreamParser._scan_markup,
-    State.INVOKE_NAME: StreamParser._scan_name,
-    State.PARAM_NAME: StreamParser._scan_name,
+    State.THINK_START: M2Parser._scan_leading,
+    State.CONTENT_START: M2Parser._scan_leading,
+    State.THINK: M2Parser._scan_text,
+    State.CONTENT: M2Parser._scan_text,
+    State.QUOTED_THINK: M2Parser._scan_text,
+    State.VALUE: M2Parser._scan_text,
+    State.BLOCK_OPEN: M2Parser._scan_markup,
+    State.BLOCK: M2Parser._scan_markup,
+    State.INVOKE: M2Parser._scan_markup,
+    State.VALUE_CLOSE: M2Parser._scan_markup,
+    State.INVOKE_NAME: M2Parser._scan_name,
+    State.PARAM_NAME: M2Parser._scan_name,
 }

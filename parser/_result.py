@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, final
 
 from ._events import ContentText, ThinkText, ToolArgs, ToolCallEnd
-from ._machine import StreamParser
+from ._stream import StreamParser
 
 __all__ = ["ParseResult", "ToolCall", "parse"]
 
@@ -34,10 +34,13 @@ class ParseResult:
 
 
 def parse(
-    text: str, tools: Iterable[Any] | None = None, starts_in_think: bool = True
+    text: str,
+    tools: Iterable[Any] | None = None,
+    starts_in_think: bool = True,
+    grammar: str = "m2",
 ) -> ParseResult:
     """Parse a whole output with the same rules as :class:`StreamParser`."""
-    p = StreamParser(tools, starts_in_think)
+    p = StreamParser(tools, starts_in_think, grammar)
     reasoning: list[str] = []
     content: list[str] = []
     args: dict[int, list[str]] = {}

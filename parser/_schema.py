@@ -15,9 +15,18 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["STRING_ONLY", "convert", "tool_param_types"]
+__all__ = [
+    "SILENT",
+    "STRING_ONLY",
+    "Shape",
+    "convert",
+    "shape_of",
+    "tool_param_types",
+    "tool_schemas",
+]
 
 Types = frozenset[str]
 STRING_ONLY: Types = frozenset({"string"})
@@ -40,6 +49,16 @@ def tool_param_types(tools: Iterable[Any] | None) -> dict[str, dict[str, Types]]
     Anything unreadable is skipped: its values are then strings.
     """
     table: dict[str, dict[str, Types]] = {}
+    for name, schema in tool_schemas(tools):
+        props = schema.get("properties")
+        if isinstance(props, Mapping):
+            table[name] = {str(k): _schema_types(v, 0) or STRING_ONLY for k, v in props.items()}
+    return table
+
+
+def tool_schemas(tools: Iterable[Any] | None) -> list[tuple[str, Mapping[str, Any]]]:
+    """(tool name, JSON schema of its arguments) of each readable tool definition."""
+    found: list[tuple[str, Mapping[str, Any]]] = []
     for tool in tools or ():
         if not isinstance(tool, Mapping):
             continue
@@ -47,12 +66,57 @@ def tool_param_types(tools: Iterable[Any] | None) -> dict[str, dict[str, Types]]
         spec = fn if isinstance(fn, Mapping) else tool
         name = spec.get("name")
         schema = spec.get("parameters", spec.get("input_schema"))
-        if not isinstance(name, str) or not isinstance(schema, Mapping):
-            continue
-        props = schema.get("properties")
-        if isinstance(props, Mapping):
-            table[name] = {str(k): _schema_types(v, 0) or STRING_ONLY for k, v in props.items()}
-    return table
+        if isinstance(name, str) and isinstance(schema, Mapping):
+            found.append((name, schema))
+    return found
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Shape:
+    """What a schema says about a value and, for nested values, its parts.
+
+    ``types`` is empty when the schema is silent. ``props`` gives the shape of
+    an object's members, ``items`` that of an array's elements.
+    """
+
+    types: Types
+    props: Mapping[str, Shape]
+    items: Shape | None
+
+    def member(self, key: str) -> Shape:
+        return self.props.get(key, SILENT)
+
+
+SILENT = Shape(frozenset(), {}, None)
+
+
+def shape_of(schema: Any, depth: int = 0) -> Shape:
+    """The :class:`Shape` of a JSON schema (``anyOf``/``oneOf``/``allOf`` merged)."""
+    if not isinstance(schema, Mapping) or depth > _MAX_SCHEMA_DEPTH:
+        return SILENT
+    props: dict[str, Shape] = {}
+    items: Shape | None = None
+    for part in _alternatives(schema, depth):
+        found = part.get("properties")
+        if isinstance(found, Mapping):
+            for key, sub in found.items():
+                props.setdefault(str(key), shape_of(sub, depth + 1))
+        if items is None and isinstance(part.get("items"), Mapping):
+            items = shape_of(part["items"], depth + 1)
+    return Shape(_schema_types(schema, depth), props, items)
+
+
+def _alternatives(schema: Mapping[str, Any], depth: int) -> list[Mapping[str, Any]]:
+    """``schema`` and, depth first, the subschemas of its ``anyOf``/``oneOf``/``allOf``."""
+    found = [schema]
+    if depth <= _MAX_SCHEMA_DEPTH:
+        for key in ("anyOf", "oneOf", "allOf"):
+            subs = schema.get(key)
+            if isinstance(subs, list):
+                for sub in subs:
+                    if isinstance(sub, Mapping):
+                        found += _alternatives(sub, depth + 1)
+    return found
 
 
 def _schema_types(schema: Any, depth: int) -> Types:

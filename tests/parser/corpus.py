@@ -31,6 +31,7 @@ class Fixture:
     starts_in_think: bool = True
     strip_content: bool = False
     sequence: list[tuple] | None = None
+    grammar: str = "m2"
 
 
 # --------------------------------------------------------------------------- tools

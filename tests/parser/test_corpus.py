@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 import parser
 from tests.parser.corpus import FIXTURES, RULES, Fixture
+from tests.parser.corpus_m3 import M3_FIXTURES, M3_RULES
 from tests.parser.helpers import (
     LIGHT,
     assert_calls_equal,
@@ -35,24 +36,27 @@ from tests.parser.helpers import (
 
 MAX_EXHAUSTIVE = 2000  # texts up to this length get every two-way split
 
-by_name = pytest.mark.parametrize("fx", FIXTURES, ids=[f.name for f in FIXTURES])
+ALL_FIXTURES = FIXTURES + M3_FIXTURES
+by_name = pytest.mark.parametrize("fx", ALL_FIXTURES, ids=[f.name for f in ALL_FIXTURES])
 
 
 def kw(fx: Fixture) -> dict:
-    return {"tools": fx.tools, "starts_in_think": fx.starts_in_think}
+    return {"tools": fx.tools, "starts_in_think": fx.starts_in_think, "grammar": fx.grammar}
 
 
 def test_corpus_is_large_and_names_are_unique() -> None:
-    names = [f.name for f in FIXTURES]
-    assert len(names) >= 65
+    names = [f.name for f in ALL_FIXTURES]
+    assert len([f for f in FIXTURES if f.grammar == "m2"]) >= 65
+    assert len([f for f in M3_FIXTURES if f.grammar == "m3"]) >= 60
     assert len(set(names)) == len(names)
 
 
-def test_every_rule_names_existing_fixtures() -> None:
-    names = {f.name for f in FIXTURES}
-    for rule, fixtures in RULES.items():
-        assert fixtures, rule
-        missing = [n for n in fixtures if n not in names]
+@pytest.mark.parametrize(("fixtures", "rules"), [(FIXTURES, RULES), (M3_FIXTURES, M3_RULES)])
+def test_every_rule_names_existing_fixtures(fixtures: list[Fixture], rules: dict) -> None:
+    names = {f.name for f in fixtures}
+    for rule, named in rules.items():
+        assert named, rule
+        missing = [n for n in named if n not in names]
         assert not missing, (rule, missing)
 
 

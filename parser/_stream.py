@@ -1,0 +1,116 @@
+"""The public parser class: one name for every grammar.
+
+``StreamParser(tools, starts_in_think, grammar)`` builds the machine of the
+grammar asked for: each grammar's machine is a subclass that registers itself
+under its name (``class M2Parser(StreamParser, grammar="m2")``). So
+``isinstance(p, StreamParser)`` holds for every machine, and a machine's
+``feed()`` is called directly, with no forwarding layer in between.
+
+The subclasses share the output buffering below: text of one kind that arrives
+in one ``feed()`` becomes one event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from ._errors import ParserUsageError
+from ._events import ContentText, Event, ThinkText, ToolArgs
+
+__all__ = ["StreamParser"]
+
+
+class StreamParser:
+    """Turns raw model output, fed as deltas of any size, into events.
+
+    Args:
+        tools: the request's tool definitions (OpenAI ``{"type": "function",
+            "function": {...}}`` or ``{"name", "parameters"|"input_schema"}``);
+            their JSON schemas type the argument values.
+        starts_in_think: the prompt ended inside reasoning (the MiniMax-M2
+            template's ``<think>``, MiniMax-M3's ``thinking_mode=enabled``),
+            so output starts as reasoning.
+        grammar: ``"m2"`` (MiniMax-M2, M2.1, M2.5, M2.7) or ``"m3"`` (MiniMax-M3).
+
+    Raises:
+        ParserUsageError: for an unknown grammar.
+    """
+
+    _grammars: ClassVar[dict[str, type[StreamParser]]] = {}
+
+    #: How many times markup was given back as text (malformed tool-call markup).
+    fallbacks: int
+    _index: int
+    _out: list[Event]
+    _pending_kind: type | None
+    _pending: list[str]
+
+    def __init_subclass__(cls, grammar: str = "", **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if grammar:
+            StreamParser._grammars[grammar] = cls
+
+    def __new__(
+        cls,
+        tools: Iterable[Any] | None = None,
+        starts_in_think: bool = True,
+        grammar: str = "m2",
+    ) -> StreamParser:
+        if cls is StreamParser:
+            machine = StreamParser._grammars.get(grammar)
+            if machine is None:
+                known = ", ".join(sorted(StreamParser._grammars))
+                raise ParserUsageError(f"unknown grammar {grammar!r} (known: {known})")
+            cls = machine
+        return object.__new__(cls)
+
+    def feed(self, delta: str) -> list[Event]:
+        """Parse the next piece of output.
+
+        Args:
+            delta: the next text, split anywhere (inside tags, names, values).
+
+        Returns:
+            The events this text completes, in order.
+
+        Raises:
+            ParserUsageError: after :meth:`close`.
+        """
+        raise NotImplementedError
+
+    def close(self) -> list[Event]:
+        """End of output: flush what is held back and close what is open.
+
+        Returns:
+            The remaining events.
+
+        Raises:
+            ParserUsageError: if called twice.
+        """
+        raise NotImplementedError
+
+    # -- output shared by the machines ---------------------------------------
+
+    def _put(self, kind: type, text: str) -> None:
+        if kind is not self._pending_kind:
+            self._flush()
+            self._pending_kind = kind
+        self._pending.append(text)
+
+    def _flush(self) -> None:
+        if self._pending:
+            text = "".join(self._pending)
+            self._pending = []
+            kind = self._pending_kind
+            if kind is ToolArgs:
+                self._out.append(ToolArgs(self._index, text))
+            elif kind is ThinkText:
+                self._out.append(ThinkText(text))
+            else:
+                self._out.append(ContentText(text))
+        self._pending_kind = None
+
+    def _emit(self, event: Event) -> None:
+        self._flush()
+        self._out.append(event)
