@@ -32,8 +32,9 @@ def replay(record: dict[str, Any]) -> tuple[dict[str, bytes], bool]:
     """(each API's body by dialect name, same events as recorded) for one trace record."""
     events: list[parser.Event] = []
     grammar = by_name(record.get("grammar", "m2"))  # traces from before M3 are M2's
-    extra: Any = {"grammar": grammar.name} if grammar.name != "m2" else {}  # TEMP
-    p = parser.StreamParser(record.get("tools"), starts_in_think=record["starts_in_think"], **extra)
+    p = parser.StreamParser(
+        record.get("tools"), starts_in_think=record["starts_in_think"], grammar=grammar.name
+    )
     for delta in record["deltas"]:
         events += p.feed(delta)
     events += p.close()

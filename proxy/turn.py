@@ -180,8 +180,9 @@ class Turn:
         return self._feed(text)
 
     def _start(self, starts_in_think: bool) -> None:
-        extra: Any = {"grammar": self.grammar.name} if self.grammar.name != "m2" else {}  # TEMP
-        self._parser = parser.StreamParser(self._tools, starts_in_think=starts_in_think, **extra)
+        self._parser = parser.StreamParser(
+            self._tools, starts_in_think=starts_in_think, grammar=self.grammar.name
+        )
         if self.trace is not None:
             self.trace.starts_in_think = starts_in_think
 
