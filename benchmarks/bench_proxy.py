@@ -1467,6 +1467,65 @@ def markdown(out: dict[str, Any], command: str, elapsed: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _sse(raw: str) -> list[bytes]:
+    """``raw`` as a raw backend streams it: one SSE chunk per token, then the finish."""
+    head = b'data: {"id":"c","object":"chat.completion.chunk","created":0,"model":"m",'
+    out = [head + b'"choices":[{"index":0,"delta":{"content":' + msgspec.json.encode(
+        raw[i : i + TOKEN_CHARS]) + b'},"finish_reason":null}]}\n\n'
+        for i in range(0, len(raw), TOKEN_CHARS)]  # fmt: skip
+    out.append(head + b'"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n')
+    return [*out, b"data: [DONE]\n\n"]
+
+
+def _pipeline_cpu(reads: list[bytes], tools: Any, grammar: str, starts: bool) -> float:
+    """CPU seconds for one response through the proxy's steps, one backend chunk per read:
+    the SSE reader, the turn (parser), the shaper and the chat-completions stream writer."""
+    from proxy.chat.writer import OpenAIStream
+    from proxy.grammar import by_name
+    from proxy.shape import Shaper
+    from proxy.turn import Turn
+    from proxy.upstream import ChunkReader
+
+    g = by_name(grammar)
+    t0 = time.process_time()
+    reader, turn = ChunkReader(), Turn(tools, starts, grammar=g)
+    shaper = Shaper(think_as_text=True, shown=(g.shown_open, g.shown_close))
+    writer = OpenAIStream("chatcmpl-x", 0, "m", True)
+    for data in reads:
+        writer.ops(shaper.feed(turn.feed(reader.feed(data))))
+    writer.ops(shaper.feed(turn.close()) + shaper.close())
+    writer.end(turn, shaper.calls)
+    return time.process_time() - t0
+
+
+def pipeline_m3(quick: bool) -> list[str]:
+    """The proxy's CPU per backend chunk on M3 beside M2, in this one process: the same
+    replies in both grammars, alternated round by round, so machine load hits both alike.
+    Reports the median over rounds of each reply's M3 / M2 ratio."""
+    cases = []
+    for w in workloads(quick=False):
+        if w.key in ("c1_full", "long"):
+            tools = json.loads(w.body).get("tools") if w.long else None
+            cases.append((w.label.split(" (")[0], tools, w.raw, w.m3_raw))
+    rounds, reps = (5, 3) if quick else (41, 20)
+    lines = ["| reply | backend chunks M2 / M3 | M2 µs per chunk | M3 µs per chunk | M3 / M2 |",
+             "|---|--:|--:|--:|--:|"]  # fmt: skip
+    for label, tools, raw, m3_raw in cases:
+        reads = {"m2": _sse(raw), "m3": _sse(m3_raw)}
+        starts = {"m2": True, "m3": False}
+        per_chunk: dict[str, list[float]] = {"m2": [], "m3": []}
+        for n in range(rounds):
+            for g in ("m2", "m3") if n % 2 else ("m3", "m2"):
+                cpu = sum(_pipeline_cpu(reads[g], tools, g, starts[g]) for _ in range(reps))
+                per_chunk[g].append(cpu / reps / (len(reads[g]) - 2) * 1e6)
+        ratios = [b / a for a, b in zip(per_chunk["m2"], per_chunk["m3"], strict=True)]
+        m2, m3 = statistics.median(per_chunk["m2"]), statistics.median(per_chunk["m3"])
+        lines.append(f"| {label} | {len(reads['m2']) - 2} / {len(reads['m3']) - 2} "
+                     f"| {m2:.2f} | {m3:.2f} | {statistics.median(ratios):.3f}x "
+                     f"(rounds {min(ratios):.2f} to {max(ratios):.2f}) |")  # fmt: skip
+    return lines
+
+
 def m3_table(results: list[Result]) -> list[str]:
     """The proxy's CPU per backend chunk on MiniMax-M3 text beside MiniMax-M2's, per scenario."""
     rows = list(_scenarios(results, ("proxy", M3)))
@@ -1606,6 +1665,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--skip-idle", action="store_true", help="skip the idle-streams memory test")
     ap.add_argument("--no-m3", action="store_true", help="skip the MiniMax-M3 proxy target")
     ap.add_argument(
+        "--pipeline-m3",
+        action="store_true",
+        help="only the proxy's steps in this process, M3 beside M2 (CPU per chunk); prints",
+    )
+    ap.add_argument(
         "--loops",
         action="store_true",
         help="run the proxy on uvloop and, as a fourth target, on asyncio, side by side",
@@ -1621,6 +1685,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.profile:
         asyncio.run(profile(args))
+        return
+    if args.pipeline_m3:
+        print("\n".join(pipeline_m3(args.quick)))
         return
     command = " ".join([".venv/bin/python", "benchmarks/bench_proxy.py", *sys.argv[1:]])
     t0 = time.perf_counter()
