@@ -839,6 +839,37 @@ M3_FIXTURES: list[Fixture] = [
             )
         ],
     ),
+    M3(
+        "m3_tag_broken_by_a_bracket_or_newline_is_value_text",
+        block(inv("echo", el("text", f"a{NS}<b]c {NS}<d\ne"))),
+        None,
+        None,
+        [("echo", {"text": "a<b]c <d\ne"})],
+    ),
+    M3(
+        "m3_overlong_tag_is_content",
+        block(inv("get_weather", el("city", "A") + f"{NS}<{'k' * 300}>")),
+        None,
+        f"<{'k' * 300}>",
+        [("get_weather", {"city": "A"})],
+        tools=TOOLS,
+    ),
+    M3(
+        "m3_empty_scalar_element_keeps_empty_text",
+        block(inv("set_config", el("count", ""), el("ratio", "  "))),
+        None,
+        None,
+        [("set_config", {"count": "", "ratio": "  "})],
+        tools=TOOLS,
+    ),
+    M3(
+        "m3_array_in_array_with_text_is_one_element",
+        block(inv("set_config", el("matrix", items("7", "[1, 2]")))),
+        None,
+        None,
+        [("set_config", {"matrix": [[7], [1, 2]]})],
+        tools=TOOLS,
+    ),
     # ---- leaked markers ------------------------------------------------------------------
     M3(
         "m3_leaked_markers_removed_from_text",
@@ -919,6 +950,8 @@ M3_RULES: dict[str, list[str]] = {
         "m3_failed_conversion_keeps_raw_text",
         "m3_anyof_object_or_string_takes_children_or_text",
         "m3_array_schema_scalar_text_is_one_element",
+        "m3_empty_scalar_element_keeps_empty_text",
+        "m3_array_in_array_with_text_is_one_element",
     ],
     "end of output closes what is open": [
         "m3_truncated_in_string_value_keeps_it",
@@ -938,6 +971,8 @@ M3_RULES: dict[str, list[str]] = {
         "m3_bad_tag_between_elements_is_content",
         "m3_mismatched_close_is_value_text",
         "m3_nesting_too_deep_is_text",
+        "m3_tag_broken_by_a_bracket_or_newline_is_value_text",
+        "m3_overlong_tag_is_content",
     ],
     "leaked markers removed": [
         "m3_leaked_markers_removed_from_text",
