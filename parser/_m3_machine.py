@@ -36,6 +36,7 @@ _WS_CHARS = " \t\r\n"
 _INVOKE = "<invoke name="
 _MAX_TAG = len(_INVOKE) + MAX_NAME_AREA + 1  # the longest <…> read after NS
 _TAG_BREAK = re.compile(r"[<\[\]\n]")  # never inside a tag after its "<"
+_TAG_START = re.compile(r"[<\]]")  # where a tag or the marker may start
 _KEY = re.compile(rf"[^\s<>/\[\]\"'=]{{1,{MAX_NAME}}}")
 _NS_LEN = len(NS)
 _LONGEST_TEXT_TAG = len(Tag.BLOCK_OPEN.value)
@@ -208,13 +209,11 @@ class M3Parser(StreamParser, grammar="m3"):
     def _tail(self, buf: str, i: int, tags: tuple[str, ...]) -> int:
         """Where the undecided tail of ``buf`` starts (held back), or ``len(buf)``."""
         n = len(buf)
-        for j in range(max(i, n - _LONGEST_TEXT_TAG + 1), n):
-            c = buf[j]
-            if c == "<" or c == "]":
-                rest = buf[j:]
-                if any(t.startswith(rest) for t in tags):
-                    self._hold = rest
-                    return j
+        for m in _TAG_START.finditer(buf, max(i, n - _LONGEST_TEXT_TAG + 1)):
+            rest = buf[m.start() :]
+            if any(t.startswith(rest) for t in tags):
+                self._hold = rest
+                return m.start()
         return n
 
     def _on_text_tag(self, tag: Tag) -> None:
@@ -346,7 +345,7 @@ class M3Parser(StreamParser, grammar="m3"):
                 return Tag.INVOKE_CLOSE, key
             return (Tag.BLOCK_CLOSE, key) if key == "tool_call" else (Tag.BAD, "")
         if key == "tool_call":
-            return Tag.BAD, ""
+            return Tag.BLOCK_OPEN, key
         return Tag.ELEM_OPEN, key
 
     def _on_tag(self, text: str) -> None:
