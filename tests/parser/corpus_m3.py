@@ -757,7 +757,12 @@ M3_FIXTURES: list[Fixture] = [
     ),
     M3(
         "m3_new_block_while_block_open_is_markup",
-        B + inv("get_weather", el("city", "A")) + B + inv("get_weather", el("city", "B")) + E + "ok",
+        B
+        + inv("get_weather", el("city", "A"))
+        + B
+        + inv("get_weather", el("city", "B"))
+        + E
+        + "ok",
         None,
         "ok",
         [("get_weather", {"city": "A"}), ("get_weather", {"city": "B"})],
