@@ -1,9 +1,10 @@
-"""Benchmark the streaming MiniMax-M2 parser against a naive buffer-and-rescan control.
+"""Benchmark the streaming MiniMax-M2/M3 parser against a naive buffer-and-rescan control.
 
 Run from the repository root::
 
     .venv/bin/python benchmarks/bench_parser.py            # full run, writes RESULTS.md + PNG
     .venv/bin/python benchmarks/bench_parser.py --quick    # smoke run, writes nothing
+    .venv/bin/python benchmarks/bench_parser.py --m3       # only MiniMax-M3 beside M2
 
 What is measured (one core, ``time.perf_counter``, best of several repeats, gc left on):
 
@@ -20,6 +21,11 @@ What is measured (one core, ``time.perf_counter``, best of several repeats, gc l
    way (append each delta to a buffer and re-search the whole buffer on every delta), in the
    same process. Its final results are asserted equal to the real parser's on every
    benchmark corpus, so the comparison is like for like.
+5. The same sizes in MiniMax-M3's markup (``grammar="m3"``), timed in the same rounds as M2:
+   the same outputs with M3's tags in place of M2's (``m3_corpus``), so M3 / M2 compares the
+   two machines on the same text, and M3 with the call's arguments nested
+   (``m3_nested_corpus``). The grammars' results are asserted equal before timing. They are
+   recorded in their own section of RESULTS.md (``--m3`` measures only these).
 
 The corpus is deterministic: English-like reasoning and content, Python-like code for tool
 arguments, cut into ~4-character tokens; every tag is a single token, as a real backend
@@ -64,6 +70,7 @@ TARGET_TEXT_TOKENS_PER_S = 1_000_000
 TARGET_ARGS_TOKENS_PER_S = 300_000
 TARGET_FLATNESS = 1.2
 TARGET_PARSE_MB_PER_S = 50.0
+TARGET_M3_VS_M2 = 1.3  # issue 15: M3's cost per token within 1.3x of M2's, at 1k and 128k
 
 # Markup, written once.
 THINK_CLOSE = "</think>"
@@ -344,6 +351,78 @@ def mixed_corpus(n_tokens: int, seed: int = 1) -> Corpus:
     return Corpus(f"mixed-{n_tokens}", tuple(toks))
 
 
+M3_NS = "]<]minimax[>["  # one token: the marker before every tag of an M3 tool call
+_M3_TAGS = {
+    THINK_CLOSE: ["</mm:think>"],
+    BLOCK_OPEN: [M3_NS, "<tool_call>"],
+    BLOCK_CLOSE: [M3_NS, "</tool_call>"],
+    invoke_open(TOOL_NAME): [M3_NS, f'<invoke name="{TOOL_NAME}">'],
+    INVOKE_CLOSE: [M3_NS, "</invoke>"],
+}
+
+
+def m3_corpus(corpus: Corpus) -> Corpus:
+    """The same output in MiniMax-M3's markup: ``</mm:think>``, and the tool call's tags as
+    the marker token then the tag (``NS<path>…NS</path>``), whitespace between tags dropped."""
+    tokens: list[str] = []
+    open_param: list[str] = []
+    in_block = False
+    for tok in corpus.tokens:
+        if tok in _M3_TAGS:
+            tokens += _M3_TAGS[tok]
+            in_block = tok != BLOCK_CLOSE and (in_block or tok == BLOCK_OPEN)
+        elif tok.startswith('<parameter name="'):
+            open_param.append(tok[len('<parameter name="') : -2])
+            tokens += [M3_NS, f"<{open_param[-1]}>"]
+        elif tok == PARAM_CLOSE:
+            tokens += [M3_NS, f"</{open_param.pop()}>"]
+        elif not (in_block and not open_param and tok.isspace()):
+            tokens.append(tok)
+    return Corpus(corpus.name.replace("mixed", "m3-mixed"), tuple(tokens))
+
+
+NESTED_TOOL = "write_files"
+M3_TOOLS: list[dict[str, Any]] = [
+    *TOOLS,
+    {
+        "type": "function",
+        "function": {
+            "name": NESTED_TOOL,
+            "description": "Write several files.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "files": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "path": {"type": "string"},
+                                "content": {"type": "string"},
+                            },
+                        },
+                    }
+                },
+            },
+        },
+    },
+]
+
+
+def m3_nested_corpus(m3: Corpus) -> Corpus:
+    """The M3 output with its call nested: ``write_files(files=[{"path", "content"}])``,
+    i.e. ``NS<files>NS<item>NS<path>…NS</content>NS</item>NS</files>``."""
+    tokens: list[str] = []
+    for tok in m3.tokens:
+        if tok == f'<invoke name="{TOOL_NAME}">':
+            tokens += [f'<invoke name="{NESTED_TOOL}">', M3_NS, "<files>", M3_NS, "<item>"]
+        elif tok == "</invoke>":
+            tokens[-1:] = [M3_NS, "</item>", M3_NS, "</files>", M3_NS, tok]
+        else:
+            tokens.append(tok)
+    return Corpus(m3.name.replace("m3-mixed", "m3-nested"), tuple(tokens))
+
+
 def long_text(n_bytes: int, seed: int = 1) -> str:
     """A reasoning-and-content output of about ``n_bytes`` UTF-8 bytes, for ``parse()``."""
     rng = random.Random(f"long-{seed}-{n_bytes}")
@@ -498,11 +577,11 @@ def _parser() -> Any:
 
 
 def stream_outcome(
-    tokens: Iterable[str], tools: Sequence[dict[str, Any]] | None = TOOLS
+    tokens: Iterable[str], tools: Sequence[dict[str, Any]] | None = TOOLS, grammar: str = "m2"
 ) -> Outcome:
     """Feed the real parser; also check that ToolArgs fragments join to the final arguments."""
     mod = _parser()
-    p = mod.StreamParser(tools=tools)
+    p = mod.StreamParser(tools=tools, grammar=grammar)
     events: list[Any] = []
     for tok in tokens:
         events += p.feed(tok)
@@ -521,8 +600,10 @@ def stream_outcome(
     return Outcome(think, content, tuple(calls))
 
 
-def parse_outcome(text: str, tools: Sequence[dict[str, Any]] | None = TOOLS) -> Outcome:
-    res = _parser().parse(text, tools=tools)
+def parse_outcome(
+    text: str, tools: Sequence[dict[str, Any]] | None = TOOLS, grammar: str = "m2"
+) -> Outcome:
+    res = _parser().parse(text, tools=tools, grammar=grammar)
     calls = tuple((c.name, _canon(c.arguments)) for c in res.tool_calls)
     return Outcome(res.reasoning or "", res.content or "", calls)
 
@@ -570,6 +651,22 @@ def check_agreement(corpus: Corpus, *, with_real: bool = True) -> None:
         )
 
 
+def check_m3_agreement(m2: Corpus, m3: Corpus, nested: Corpus) -> None:
+    """The M3 renderings of an output parse, streamed and in one shot, to what M2's does
+    (for the nested one: the same arguments as the one element of ``files``)."""
+    expected = stream_outcome(m2.tokens)
+    for got in (stream_outcome(m3.tokens, grammar="m3"), parse_outcome(m3.text, grammar="m3")):
+        if got != expected:
+            raise AssertionError(f"{m3.name}: M2 vs M3: {_describe_diff(expected, got)}")
+    wrapped = tuple(
+        (NESTED_TOOL, _canon({"files": [json.loads(a)]})) for _, a in expected.tool_calls
+    )
+    expected = Outcome(expected.reasoning, expected.content, wrapped)
+    got = stream_outcome(nested.tokens, M3_TOOLS, grammar="m3")
+    if got != expected or parse_outcome(nested.text, M3_TOOLS, grammar="m3") != got:
+        raise AssertionError(f"{nested.name}: M2 vs nested M3: {_describe_diff(expected, got)}")
+
+
 # --------------------------------------------------------------------------------------
 # Timing
 # --------------------------------------------------------------------------------------
@@ -580,6 +677,16 @@ Factory = Callable[[], Any]
 def real_factory() -> Any:
     mod = _parser()
     return mod.StreamParser(tools=TOOLS)
+
+
+def m3_factory() -> Any:
+    mod = _parser()
+    return mod.StreamParser(tools=TOOLS, grammar="m3")
+
+
+def m3_nested_factory() -> Any:
+    mod = _parser()
+    return mod.StreamParser(tools=M3_TOOLS, grammar="m3")
 
 
 def naive_factory() -> NaiveStreamParser:
@@ -676,10 +783,16 @@ class SizeRow:
     proxy_ns: float
     naive_ns: float | None  # None: skipped
     naive_note: str = ""
+    m3_ns: float = math.nan  # the same output in M3's markup, timed in the same rounds
+    nested_ns: float = math.nan  # the same in M3 with the call's arguments nested
 
     @property
     def ratio(self) -> float | None:
         return None if self.naive_ns is None else self.naive_ns / self.proxy_ns
+
+    @property
+    def m3_ratio(self) -> float:
+        return self.m3_ns / self.proxy_ns
 
 
 @dataclass
@@ -790,32 +903,45 @@ def _log(msg: str, verbose: bool) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-def run_benchmark(cfg: Config, *, verbose: bool = True) -> Report:
-    """Run every measurement in ``cfg``; assumes the process is already pinned if wanted."""
-    text = text_corpus(cfg.text_tokens)
-    args = args_corpus(cfg.args_tokens)
-    mixed = {n: mixed_corpus(n) for n in cfg.sizes}
-
-    _log("checking that the naive control, StreamParser and parse() agree ...", verbose)
-    for corpus in (text, args, *mixed.values()):
-        check_agreement(corpus)
-
-    _log(f"streaming throughput, text ({text.n_tokens:,} tokens) ...", verbose)
-    t_text, _ = best_of(lambda: time_stream(real_factory, text.tokens), cfg.repeats)
-    _log(f"streaming throughput, tool arguments ({args.n_tokens:,} tokens) ...", verbose)
-    t_args, _ = best_of(lambda: time_stream(real_factory, args.tokens), cfg.repeats)
-
-    # Proxy parser at every size, interleaved: each round times one sample per size, and the
-    # best per size is kept, so a burst of load elsewhere on the machine hits all sizes alike.
-    _log(f"cost per token at {', '.join(_k(n) for n in cfg.sizes)} tokens ...", verbose)
-    best = dict.fromkeys(cfg.sizes, math.inf)
+def time_sizes(cfg: Config, corpora: dict[str, dict[int, Corpus]]) -> list[SizeRow]:
+    """Cost per token of the proxy parser at every size: M2, M3 and M3 nested."""
+    # Interleaved: each round times one sample per size, and the best per size is kept, so a
+    # burst of load elsewhere on the machine hits all sizes alike. M3 in the same rounds,
+    # right after M2 at each size, so M3 / M2 compares like with like.
+    factories = {"m2": real_factory, "m3": m3_factory, "nested": m3_nested_factory}
+    best = {kind: dict.fromkeys(cfg.sizes, math.inf) for kind in factories}
     for _ in range(cfg.size_rounds):
         for n in cfg.sizes:
             k = max(1, cfg.work_per_sample // n)
-            best[n] = min(best[n], time_stream(real_factory, mixed[n].tokens, k) / (k * n))
-    rows = [SizeRow(n, best[n] * 1e9, None) for n in cfg.sizes]
+            for kind, factory in factories.items():
+                c = corpora[kind][n]
+                t = time_stream(factory, c.tokens, k) / (k * c.n_tokens)
+                best[kind][n] = min(best[kind][n], t)
+    return [
+        SizeRow(
+            n,
+            best["m2"][n] * 1e9,
+            None,
+            m3_ns=best["m3"][n] * 1e9,
+            nested_ns=best["nested"][n] * 1e9,
+        )
+        for n in cfg.sizes
+    ]
 
-    # The naive control, sizes in order until one sample would take too long.
+
+def size_corpora(cfg: Config) -> dict[str, dict[int, Corpus]]:
+    """The mixed output at every size, in M2's markup, M3's, and M3's with a nested call;
+    the three are checked to parse to the same result."""
+    m2 = {n: mixed_corpus(n) for n in cfg.sizes}
+    m3 = {n: m3_corpus(c) for n, c in m2.items()}
+    nested = {n: m3_nested_corpus(c) for n, c in m3.items()}
+    for n in cfg.sizes:
+        check_m3_agreement(m2[n], m3[n], nested[n])
+    return {"m2": m2, "m3": m3, "nested": nested}
+
+
+def time_naive(cfg: Config, rows: list[SizeRow], mixed: dict[int, Corpus], verbose: bool) -> None:
+    """The naive control, sizes in order until one sample would take too long."""
     prev: tuple[int, float] | None = None  # (size, seconds for one naive output)
     skip_rest = ""
     for row in rows:
@@ -838,6 +964,27 @@ def run_benchmark(cfg: Config, *, verbose: bool = True) -> Report:
         )
         row.naive_ns = t_naive / (naive_outputs * n) * 1e9
         prev = (n, t_naive / naive_outputs)
+
+
+def run_benchmark(cfg: Config, *, verbose: bool = True) -> Report:
+    """Run every measurement in ``cfg``; assumes the process is already pinned if wanted."""
+    text = text_corpus(cfg.text_tokens)
+    args = args_corpus(cfg.args_tokens)
+    corpora = size_corpora(cfg)
+    mixed = corpora["m2"]
+
+    _log("checking that the naive control, StreamParser and parse() agree ...", verbose)
+    for corpus in (text, args, *mixed.values()):
+        check_agreement(corpus)
+
+    _log(f"streaming throughput, text ({text.n_tokens:,} tokens) ...", verbose)
+    t_text, _ = best_of(lambda: time_stream(real_factory, text.tokens), cfg.repeats)
+    _log(f"streaming throughput, tool arguments ({args.n_tokens:,} tokens) ...", verbose)
+    t_args, _ = best_of(lambda: time_stream(real_factory, args.tokens), cfg.repeats)
+
+    _log(f"cost per token at {', '.join(_k(n) for n in cfg.sizes)} tokens (M2, M3) ...", verbose)
+    rows = time_sizes(cfg, corpora)
+    time_naive(cfg, rows, mixed, verbose)
 
     _log(f"parse() on a {cfg.parse_bytes / 1e6:.1f} MB output ...", verbose)
     big = long_text(cfg.parse_bytes)
@@ -999,6 +1146,99 @@ def format_markdown(report: Report) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def m3_targets(rows: Sequence[SizeRow]) -> list[tuple[str, str, str, bool]]:
+    """(target, measured, requirement, met) for MiniMax-M3 (issue 15)."""
+    first, last = rows[0], rows[-1]
+    flat = last.m3_ns / first.m3_ns
+    return [
+        *(
+            (
+                f"M3 / M2 cost per token, {_k(r.tokens)}",
+                f"{r.m3_ratio:.2f}x",
+                f"<= {TARGET_M3_VS_M2}x",
+                r.m3_ratio <= TARGET_M3_VS_M2,
+            )
+            for r in (first, last)
+        ),
+        (
+            f"M3 cost per token, {_k(last.tokens)} / {_k(first.tokens)}",
+            f"{flat:.2f}x",
+            f"<= {TARGET_FLATNESS}x",
+            flat <= TARGET_FLATNESS,
+        ),
+    ]
+
+
+def format_m3_table(rows: Sequence[SizeRow]) -> str:
+    lines = ["MiniMax-M3 targets", "------------------"]
+    for name, got, want, met in m3_targets(rows):
+        lines.append(f"  {name:<36} {got:>22}  (target {want:<22}) {'MET' if met else 'MISSED'}")
+    lines += [
+        "",
+        "M3 beside M2: the same outputs in M3's markup, timed in the same rounds (ns/token)",
+        f"  {'tokens':>8}  {'M2':>8}  {'M3':>8}  {'M3 / M2':>8}  {'M3 nested':>9}  {'/ M2':>6}",
+    ]
+    for r in rows:
+        m3 = f"{r.m3_ns:>8,.0f}  {r.m3_ratio:>7.2f}x"
+        nested = f"{r.nested_ns:>9,.0f}  {r.nested_ns / r.proxy_ns:>5.2f}x"
+        lines.append(f"  {r.tokens:>8,}  {r.proxy_ns:>8,.0f}  {m3}  {nested}")
+    return "\n".join(lines)
+
+
+def format_m3_markdown(rows: Sequence[SizeRow], cfg: Config, header: dict[str, str]) -> str:
+    """The MiniMax-M3 section of RESULTS.md; ``header``: date, command, machine lines."""
+    first, last = rows[0], rows[-1]
+    return "\n".join(
+        [
+            "## Parser: MiniMax-M3 beside M2",
+            "",
+            f"Measured {header['date']} with `{header['command']}` "
+            f"(load average at start: {header['load']}).",
+            "",
+            "| target (issue 15) | measured | required | met |",
+            "|---|---:|---|---|",
+            *(
+                f"| {n} | {g} | {w} | {'yes' if m else '**no**'} |"
+                for n, g, w, m in m3_targets(rows)
+            ),
+            "",
+            "| output tokens | M2 ns/token | M3 ns/token | M3 / M2 | M3 nested ns/token "
+            "| nested / M2 |",
+            "|---:|---:|---:|---:|---:|---:|",
+            *(
+                f"| {r.tokens:,} | {r.proxy_ns:,.0f} | {r.m3_ns:,.0f} | {r.m3_ratio:.2f}x "
+                f"| {r.nested_ns:,.0f} | {r.nested_ns / r.proxy_ns:.2f}x |"
+                for r in rows
+            ),
+            "",
+            f"M3 cost at {_k(last.tokens)} / {_k(first.tokens)}: "
+            f"{last.m3_ns / first.m3_ns:.2f}x; nested {last.nested_ns / first.nested_ns:.2f}x.",
+            "",
+            "Method: the mixed outputs of the parser section (reasoning 45 %, content 15 %, one "
+            "`write_file` call with a long code file as its string `content`) written in M3's "
+            'markup (`grammar="m3"`): `</mm:think>`, and the call as `NS<tool_call>`, '
+            '`NS<invoke name="write_file">`, `NS<path>…NS</path>`, `NS<content>…NS</content>`, '
+            "the marker `NS` one token and each tag another. *Nested*: the same call as "
+            "`write_files` with `files` an array of `{path, content}` objects "
+            "(`NS<files>NS<item>NS<path>…`), typed by its schema. Each size is timed for M2, M3 "
+            f"and M3 nested one after another in each of {cfg.size_rounds} interleaved rounds "
+            f"(about {cfg.work_per_sample:,} tokens per sample, fresh parser per output), best "
+            "per size, per token of each output; one core, gc enabled. Timing numbers on this "
+            "shared machine are noisy; the ratios, measured side by side, are the figures. Before "
+            "timing, M3's streamed and one-shot results are asserted equal to M2's (nested: the "
+            "same arguments as the one element of `files`) at every size.",
+        ]
+    )
+
+
+def run_m3(cfg: Config, verbose: bool) -> list[SizeRow]:
+    """Only the cost-per-token sweep, M2 beside M3 (``--m3``)."""
+    _log("checking that M2, M3 and nested M3 agree ...", verbose)
+    corpora = size_corpora(cfg)
+    _log(f"cost per token at {', '.join(_k(n) for n in cfg.sizes)} tokens (M2, M3) ...", verbose)
+    return time_sizes(cfg, corpora)
+
+
 def plot(report: Report, path: Path) -> None:
     import matplotlib
 
@@ -1008,6 +1248,7 @@ def plot(report: Report, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     xs = [r.tokens for r in report.rows]
     ax.plot(xs, [r.proxy_ns for r in report.rows], "o-", label="proxy parser (StreamParser)")
+    ax.plot(xs, [r.m3_ns for r in report.rows], "^-", label="proxy parser, MiniMax-M3 markup")
     naive = [(r.tokens, r.naive_ns) for r in report.rows if r.naive_ns is not None]
     if naive:
         ax.plot(*zip(*naive, strict=True), "s--", color="tab:red", label="naive buffer-and-rescan")
@@ -1027,7 +1268,7 @@ def plot(report: Report, path: Path) -> None:
     ax.minorticks_off()
     ax.set_xlabel("output length (tokens)")
     ax.set_ylabel("ns per token (log)")
-    ax.set_title("MiniMax-M2 streaming parser: cost per token")
+    ax.set_title("MiniMax-M2/M3 streaming parser: cost per token")
     ax.grid(True, which="major", alpha=0.3)
     ax.legend()
     where = f"{report.machine.get('CPU', '')}, {report.machine.get('Python', '')}"
@@ -1044,16 +1285,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-write", action="store_true", help="print only; don't touch RESULTS.md or the PNG"
     )
     ap.add_argument("--profile", action="store_true", help="always append cProfile output")
+    ap.add_argument(
+        "--m3", action="store_true", help="only M3 beside M2 (writes only that section)"
+    )
     opts = ap.parse_args(argv)
 
     pinning = pin_to_one_core()
     cfg = Config.quick() if opts.quick else Config()
     machine = machine_info(pinning)  # before the run, so the load average is not ours
+    header = {
+        "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": _command(),
+        "load": machine["Load average at start"],
+    }
+    write = not (opts.quick or opts.no_write)
+    rows = run_m3(cfg, verbose=True) if opts.m3 else run_full(cfg, opts.profile, machine, write)
+    print("\n" + format_m3_table(rows))
+    if write:
+        common.write_section(RESULTS_PATH, "parser-m3", format_m3_markdown(rows, cfg, header))
+        print(f"\nwrote the M3 section of {os.path.relpath(RESULTS_PATH)}")
+    return 0
+
+
+def run_full(cfg: Config, profile: bool, machine: dict[str, str], write: bool) -> list[SizeRow]:
+    """Every measurement; prints and (``write``) records the parser section and the plot."""
     report = run_benchmark(cfg)
     report.machine = machine
     report.command = _command()
 
-    if opts.profile or not report.all_met:
+    if profile or not report.all_met:
         text = text_corpus(min(cfg.text_tokens, 50_000))
         args = args_corpus(min(cfg.args_tokens, 50_000))
         report.profiles = {
@@ -1064,11 +1324,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(report))
     for name, text in report.profiles.items():
         print(f"\nProfile, {name}:\n{text}")
-    if not (opts.quick or opts.no_write):
+    if write:
         common.write_section(RESULTS_PATH, "parser", format_markdown(report))
         plot(report, PLOT_PATH)
         print(f"\nwrote {os.path.relpath(RESULTS_PATH)} and {os.path.relpath(PLOT_PATH)}")
-    return 0
+    return report.rows
 
 
 if __name__ == "__main__":

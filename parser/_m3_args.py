@@ -117,16 +117,14 @@ class CallArgs:
         self._depth = 0
         #: The open element is a string being written (its text goes straight out).
         self.streaming = False
+        #: The text pieces of the open element.
+        self.top_text: list[str] = root.text
 
     # -- what the machine asks ------------------------------------------------
 
     @property
     def pending(self) -> bool:
         return self._top.kind is _PENDING
-
-    @property
-    def top_text(self) -> list[str]:
-        return self._top.text
 
     def is_open(self, key: str) -> bool:
         f: _Frame | None = self._top
@@ -206,6 +204,7 @@ class CallArgs:
         child = _Frame(parent, key, shape, sink)
         child.skip = parent.skip
         self._top = child
+        self.top_text = child.text
         self._depth += 1
         self.streaming = False
         return child
@@ -214,6 +213,7 @@ class CallArgs:
         parent = self._top.parent
         assert parent is not None
         self._top = parent
+        self.top_text = parent.text
         self._depth -= 1
         self.streaming = False
 

@@ -27,7 +27,6 @@ from ._m3_state import NS, TEXT_TAGS, TRANSITIONS, State, Tag
 from ._names import MAX_NAME, MAX_NAME_AREA, complete_name
 from ._schema import SILENT, Shape, shape_of, tool_schemas
 from ._stream import StreamParser
-from ._tokens import TokenFilter
 
 __all__ = ["M3Parser"]
 
@@ -36,6 +35,7 @@ _WS_CHARS = " \t\r\n"
 _INVOKE = "<invoke name="
 _MAX_TAG = len(_INVOKE) + MAX_NAME_AREA + 1  # the longest <…> read after NS
 _TAG_BREAK = re.compile(r"[<\[\]\n]")  # never inside a tag after its "<"
+_TAG_START = re.compile(r"[<\]]")  # where a tag or the marker may start
 _KEY = re.compile(rf"[^\s<>/\[\]\"'=]{{1,{MAX_NAME}}}")
 _NS_LEN = len(NS)
 _LONGEST_TEXT_TAG = len(Tag.BLOCK_OPEN.value)
@@ -62,23 +62,16 @@ class M3Parser(StreamParser, grammar="m3"):
         starts_in_think: bool = True,
         grammar: str = "m3",
     ) -> None:
+        self._init_common()
         self._schemas = dict(tool_schemas(tools))
         self._shapes: dict[str, Shape] = {}
-        #: How many times markup was given back as text (malformed tool-call markup).
-        self.fallbacks = 0
         self._state = State.THINK_START if starts_in_think else State.CONTENT_START
-        self._tokens = TokenFilter()
-        self._hold = ""
-        self._out: list[Event] = []
-        self._pending_kind: type | None = None
-        self._pending: list[str] = []
         # Tentative block markup: where to return, and what was consumed.
         self._fallback = _THINK if starts_in_think else _CONTENT
         self._raw: list[str] = []
         self._back = self._state  # the state a tag read after NS interrupted
         self._tag = ""  # the tag being read after NS
         self._ws: list[str] = []  # whitespace between tags, held
-        self._index = 0
         self._call: CallArgs | None = None
         self._call_name = ""
 
@@ -132,17 +125,6 @@ class M3Parser(StreamParser, grammar="m3"):
         return out
 
     # -- driver -------------------------------------------------------------
-
-    def _run(self, delta: str) -> list[Event]:
-        buf = self._hold + delta if self._hold else delta
-        self._hold = ""
-        out: list[Event] = []
-        self._out = out
-        i, n = 0, len(buf)
-        while i < n:
-            i = _SCANNERS[self._state](self, buf, i)
-        self._flush()
-        return out
 
     def _go(self, tag: Tag) -> None:
         self._state = TRANSITIONS[(self._state, tag)]
@@ -208,13 +190,11 @@ class M3Parser(StreamParser, grammar="m3"):
     def _tail(self, buf: str, i: int, tags: tuple[str, ...]) -> int:
         """Where the undecided tail of ``buf`` starts (held back), or ``len(buf)``."""
         n = len(buf)
-        for j in range(max(i, n - _LONGEST_TEXT_TAG + 1), n):
-            c = buf[j]
-            if c == "<" or c == "]":
-                rest = buf[j:]
-                if any(t.startswith(rest) for t in tags):
-                    self._hold = rest
-                    return j
+        for m in _TAG_START.finditer(buf, max(i, n - _LONGEST_TEXT_TAG + 1)):
+            rest = buf[m.start() :]
+            if any(t.startswith(rest) for t in tags):
+                self._hold = rest
+                return m.start()
         return n
 
     def _on_text_tag(self, tag: Tag) -> None:
@@ -346,7 +326,7 @@ class M3Parser(StreamParser, grammar="m3"):
                 return Tag.INVOKE_CLOSE, key
             return (Tag.BLOCK_CLOSE, key) if key == "tool_call" else (Tag.BAD, "")
         if key == "tool_call":
-            return Tag.BAD, ""
+            return Tag.BLOCK_OPEN, key
         return Tag.ELEM_OPEN, key
 
     def _on_tag(self, text: str) -> None:
@@ -435,3 +415,4 @@ _SCANNERS: dict[State, _Scanner] = {
     State.PENDING: M3Parser._scan_pending,
     State.TAG: M3Parser._scan_tag,
 }
+M3Parser._scanners = _SCANNERS

@@ -83,8 +83,10 @@ TRANSITIONS: dict[tuple[State, Tag], State] = {
     (S.QUOTED_THINK, T.MARKER): S.QUOTED_THINK,
     (S.BLOCK_OPEN, T.INVOKE_OPEN): S.ELEMS,
     (S.BLOCK_OPEN, T.BLOCK_CLOSE): S.CONTENT,  # an empty block: markup only, dropped
+    (S.BLOCK_OPEN, T.BLOCK_OPEN): S.BLOCK_OPEN,  # lenient: a repeated opener is markup
     (S.BLOCK, T.INVOKE_OPEN): S.ELEMS,
     (S.BLOCK, T.BLOCK_CLOSE): S.CONTENT,
+    (S.BLOCK, T.BLOCK_OPEN): S.BLOCK,  # lenient: a new block with the last one still open
     (S.ELEMS, T.ELEM_OPEN): S.PENDING,
     (S.ELEMS, T.ELEM_CLOSE): S.ELEMS,  # closes the container; its parent is a container
     (S.ELEMS, T.INVOKE_CLOSE): S.BLOCK,

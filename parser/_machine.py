@@ -27,7 +27,6 @@ from ._names import MAX_NAME_AREA, complete_name, name_accepts
 from ._schema import STRING_ONLY, Types, convert, tool_param_types
 from ._state import LISTENS, MAX_TAG, TRANSITIONS, State, Tag
 from ._stream import StreamParser
-from ._tokens import TokenFilter
 
 __all__ = ["M2Parser"]
 
@@ -62,24 +61,15 @@ class M2Parser(StreamParser, grammar="m2"):
         starts_in_think: bool = True,
         grammar: str = "m2",
     ) -> None:
+        self._init_common()
         self._types = tool_param_types(tools)
-        #: How many times markup was given back as text (malformed tool-call markup).
-        self.fallbacks = 0
         self._state = State.THINK_START if starts_in_think else State.CONTENT_START
-        self._tokens = TokenFilter()
-        self._hold = ""
-        self._out: list[Event] = []
-        # Text waiting to become one event: kind (ThinkText, ContentText or
-        # ToolArgs) and pieces, so that a feed yields one event per run.
-        self._pending_kind: type | None = None
-        self._pending: list[str] = []
         # Tentative markup: where to return and what was consumed, given back
         # as text if the markup turns out to be malformed.
         self._fallback = _THINK if starts_in_think else _CONTENT
         self._raw: list[str] = []
         self._name = ""  # the name area of <invoke name=…> or <parameter name=…>
         # The open call.
-        self._index = 0
         self._call_name = ""
         self._call_types = _NO_TYPES
         self._args: dict[str, Any] = {}
@@ -95,17 +85,6 @@ class M2Parser(StreamParser, grammar="m2"):
     # -- public API ---------------------------------------------------------
 
     def feed(self, delta: str) -> list[Event]:
-        """Parse the next piece of output.
-
-        Args:
-            delta: the next text, split anywhere (inside tags, names, values).
-
-        Returns:
-            The events this text completes, in order.
-
-        Raises:
-            ParserUsageError: after :meth:`close`.
-        """
         state = self._state
         if state is State.CLOSED:
             raise ParserUsageError("feed() after close()")
@@ -127,14 +106,6 @@ class M2Parser(StreamParser, grammar="m2"):
         return self._run(delta)
 
     def close(self) -> list[Event]:
-        """End of output: flush what is held back and close what is open.
-
-        Returns:
-            The remaining events.
-
-        Raises:
-            ParserUsageError: if called twice.
-        """
         if self._state is State.CLOSED:
             raise ParserUsageError("close() after close()")
         tail = self._tokens.close()
@@ -166,17 +137,6 @@ class M2Parser(StreamParser, grammar="m2"):
         return out
 
     # -- driver -------------------------------------------------------------
-
-    def _run(self, delta: str) -> list[Event]:
-        buf = self._hold + delta if self._hold else delta
-        self._hold = ""
-        out: list[Event] = []
-        self._out = out
-        i, n = 0, len(buf)
-        while i < n:
-            i = _SCANNERS[self._state](self, buf, i)
-        self._flush()
-        return out
 
     def _go(self, tag: Tag) -> None:
         self._state = TRANSITIONS[(self._state, tag)]
@@ -414,3 +374,4 @@ _SCANNERS: dict[State, _Scanner] = {
     State.INVOKE_NAME: M2Parser._scan_name,
     State.PARAM_NAME: M2Parser._scan_name,
 }
+M2Parser._scanners = _SCANNERS

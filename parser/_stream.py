@@ -12,11 +12,12 @@ in one ``feed()`` becomes one event.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 from ._errors import ParserUsageError
 from ._events import ContentText, Event, ThinkText, ToolArgs
+from ._tokens import TokenFilter
 
 __all__ = ["StreamParser"]
 
@@ -38,9 +39,14 @@ class StreamParser:
     """
 
     _grammars: ClassVar[dict[str, type[StreamParser]]] = {}
+    #: The machine's scanner of each of its states (see ``_run``).
+    _scanners: ClassVar[Mapping[Any, Callable[[Any, str, int], int]]] = {}
 
     #: How many times markup was given back as text (malformed tool-call markup).
     fallbacks: int
+    _state: Any  # the machine's own State enum
+    _tokens: TokenFilter
+    _hold: str
     _index: int
     _out: list[Event]
     _pending_kind: type | None
@@ -90,7 +96,33 @@ class StreamParser:
         """
         raise NotImplementedError
 
-    # -- output shared by the machines ---------------------------------------
+    # -- the driver and the output, shared by the machines --------------------
+
+    def _init_common(self) -> None:
+        """What every machine starts with: the token filter, the hold-back and the output."""
+        self.fallbacks = 0
+        self._tokens = TokenFilter()
+        self._hold = ""  # text that may still become a tag
+        self._out = []
+        # Text waiting to become one event: kind (ThinkText, ContentText or
+        # ToolArgs) and pieces, so that a feed yields one event per run.
+        self._pending_kind = None
+        self._pending = []
+        self._index = 0  # the call being parsed, counted from 0
+
+    def _run(self, delta: str) -> list[Event]:
+        """Scan the held-back text and ``delta``: the scanner of the current state consumes
+        text from a cursor and returns the new cursor (see the machines' scanner contract)."""
+        buf = self._hold + delta if self._hold else delta
+        self._hold = ""
+        out: list[Event] = []
+        self._out = out
+        scanners = self._scanners
+        i, n = 0, len(buf)
+        while i < n:
+            i = scanners[self._state](self, buf, i)
+        self._flush()
+        return out
 
     def _put(self, kind: type, text: str) -> None:
         if kind is not self._pending_kind:

@@ -756,6 +756,34 @@ M3_FIXTURES: list[Fixture] = [
         "ab",
     ),
     M3(
+        "m3_new_block_while_block_open_is_markup",
+        B
+        + inv("get_weather", el("city", "A"))
+        + B
+        + inv("get_weather", el("city", "B"))
+        + E
+        + "ok",
+        None,
+        "ok",
+        [("get_weather", {"city": "A"}), ("get_weather", {"city": "B"})],
+        tools=TOOLS,
+    ),
+    M3(
+        "m3_repeated_block_opener_is_markup",
+        "r</mm:think>" + NS + "<tool_call>" + block(inv("get_weather", el("city", "C"))),
+        "r",
+        None,
+        [("get_weather", {"city": "C"})],
+        tools=TOOLS,
+    ),
+    M3(
+        "m3_block_opener_inside_a_value_is_text",
+        block(inv("echo", el("text", f"a {NS}<tool_call> b"))),
+        None,
+        None,
+        [("echo", {"text": "a <tool_call> b"})],
+    ),
+    M3(
         "m3_stray_text_between_invokes_is_content",
         block(inv("get_weather", el("city", "A")) + "note\n" + inv("get_weather", el("city", "B"))),
         None,
@@ -839,6 +867,37 @@ M3_FIXTURES: list[Fixture] = [
             )
         ],
     ),
+    M3(
+        "m3_tag_broken_by_a_bracket_or_newline_is_value_text",
+        block(inv("echo", el("text", f"a{NS}<b]c {NS}<d\ne"))),
+        None,
+        None,
+        [("echo", {"text": "a<b]c <d\ne"})],
+    ),
+    M3(
+        "m3_overlong_tag_is_content",
+        block(inv("get_weather", el("city", "A") + f"{NS}<{'k' * 300}>")),
+        None,
+        f"<{'k' * 300}>",
+        [("get_weather", {"city": "A"})],
+        tools=TOOLS,
+    ),
+    M3(
+        "m3_empty_scalar_element_keeps_empty_text",
+        block(inv("set_config", el("count", ""), el("ratio", "  "))),
+        None,
+        None,
+        [("set_config", {"count": "", "ratio": "  "})],
+        tools=TOOLS,
+    ),
+    M3(
+        "m3_array_in_array_with_text_is_one_element",
+        block(inv("set_config", el("matrix", items("7", "[1, 2]")))),
+        None,
+        None,
+        [("set_config", {"matrix": [[7], [1, 2]]})],
+        tools=TOOLS,
+    ),
     # ---- leaked markers ------------------------------------------------------------------
     M3(
         "m3_leaked_markers_removed_from_text",
@@ -919,6 +978,8 @@ M3_RULES: dict[str, list[str]] = {
         "m3_failed_conversion_keeps_raw_text",
         "m3_anyof_object_or_string_takes_children_or_text",
         "m3_array_schema_scalar_text_is_one_element",
+        "m3_empty_scalar_element_keeps_empty_text",
+        "m3_array_in_array_with_text_is_one_element",
     ],
     "end of output closes what is open": [
         "m3_truncated_in_string_value_keeps_it",
@@ -932,12 +993,17 @@ M3_RULES: dict[str, list[str]] = {
         "m3_truncated_after_block_open_yields_nothing",
     ],
     "malformed markup becomes content": [
+        "m3_new_block_while_block_open_is_markup",
+        "m3_repeated_block_opener_is_markup",
+        "m3_block_opener_inside_a_value_is_text",
         "m3_block_without_invoke_is_given_back",
         "m3_invoke_without_name_is_given_back",
         "m3_stray_text_between_invokes_is_content",
         "m3_bad_tag_between_elements_is_content",
         "m3_mismatched_close_is_value_text",
         "m3_nesting_too_deep_is_text",
+        "m3_tag_broken_by_a_bracket_or_newline_is_value_text",
+        "m3_overlong_tag_is_content",
     ],
     "leaked markers removed": [
         "m3_leaked_markers_removed_from_text",
