@@ -841,6 +841,13 @@ M3_FIXTURES: list[Fixture] = [
         [("echo", {"text": "ab c"})],
     ),
     M3(
+        "m3_stray_marker_before_first_child_is_dropped",
+        block(inv("deploy", el("t", NS + "\n" + el("a", "1")))),
+        None,
+        None,
+        [("deploy", {"t": {"a": "1"}})],
+    ),
+    M3(
         "m3_bad_tag_between_elements_is_content",
         block(inv("get_weather", el("city", "A") + f"{NS}<bad tag>")),
         None,
@@ -1010,5 +1017,6 @@ M3_RULES: dict[str, list[str]] = {
         "m3_leaked_marker_alone_at_start_of_content",
         "m3_special_tokens_removed_inside_call",
         "m3_marker_with_garbage_in_value_is_dropped",
+        "m3_stray_marker_before_first_child_is_dropped",
     ],
 }
