@@ -243,7 +243,7 @@ def report(outcomes: list[Outcome], args: argparse.Namespace, command: str) -> s
         "without it, a turn mostly lands on a replica that has not seen the turns before it "
         "(and each replica must hold every conversation). smg's default `cache_aware` finds the "
         "prefixes by itself but piles conversations on one replica; consistent hashing on the "
-        "key spreads them by hash (50 keys over 4 replicas: uneven, yet no replica serves most).",
+        "key spreads them as evenly as a hash of 50 keys over 4 replicas does (busiest replica).",
     ]
     return "\n".join(lines) + "\n"
 
