@@ -62,17 +62,20 @@ class Conversation:
     def marker(self) -> str:
         return f"conversation {self.api}-{self.n}"
 
-    def say(self, turn: int, extra: str = "") -> str:
-        text = f"{self.marker}: turn {turn} {extra}" if turn == 0 else f"turn {turn}. {extra}"
-        return text.strip()
+    def say(self, turn: int) -> str:
+        return f"{self.marker}: turn {turn}" if turn == 0 else f"turn {turn}."
 
-    def chat(self, oa: openai.OpenAI, turn: int, extra: str = "", stream: bool = False) -> None:
-        self.history.append({"role": "user", "content": self.say(turn, extra)})
-        kw: dict[str, Any] = {}
+    def chat_hints(self) -> dict[str, Any]:
+        """What names the conversation on chat: nothing (its first message), user, a session."""
         if self.n % 3 == 1:
-            kw["user"] = f"user-{self.n}"
-        elif self.n % 3 == 2:
-            kw["extra_headers"] = {"X-Session-Id": f"session-{self.n}"}
+            return {"user": f"user-{self.n}"}
+        if self.n % 3 == 2:
+            return {"extra_headers": {"X-Session-Id": f"session-{self.n}"}}
+        return {}
+
+    def chat(self, oa: openai.OpenAI, turn: int, stream: bool = False) -> None:
+        self.history.append({"role": "user", "content": self.say(turn)})
+        kw = self.chat_hints()
         if stream:
             chunks = oa.chat.completions.create(model="m", messages=self.history, stream=True, **kw)
             text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -149,10 +152,12 @@ def test_conversations_stay_on_their_replica_and_move_when_it_dies(
         def slow_stream() -> None:
             try:
                 victim.history.append({"role": "user", "content": "long SIM_RATE:50 please"})
-                chunks = oa.chat.completions.create(model="m", messages=victim.history, stream=True)
+                chunks = oa.chat.completions.create(
+                    model="m", messages=victim.history, stream=True, **victim.chat_hints()
+                )
                 for _ in chunks:
                     started.set()
-            except openai.APIError as exc:
+            except Exception as exc:  # any kind: the assertion below says which
                 failures.append(exc)
             finally:
                 started.set()
@@ -163,7 +168,9 @@ def test_conversations_stay_on_their_replica_and_move_when_it_dies(
         assert started.wait(30)
         replicas[0].kill()
         thread.join(60)
+        assert not thread.is_alive()
         assert len(failures) == 1, "the stream in flight on the dead replica ends in an error"
+        assert isinstance(failures[0], openai.APIError), repr(failures[0])
 
         for c in conversations:  # the next turn of every conversation is answered
             c.turn((oa, an), TURNS)
