@@ -18,7 +18,7 @@ applies names the conversation:
 Each is hashed with the API key's name and its kind, so nothing the client sent leaves
 the proxy and two keys' conversations never share a routing key by accident. The same
 hint gives the same key on every API. Cost: one short hash per request (the first user
-message is hashed only when nothing else applies).
+message, at most its first 16 KB, only when nothing else applies).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-import msgspec
 from starlette.requests import Request
 
 from .config import Settings
@@ -35,8 +34,6 @@ from .request import Plan
 from .sessions import session_id
 
 __all__ = ["conversation_hint", "route_plan", "routing_key"]
-
-_enc = msgspec.json.Encoder().encode
 
 
 def route_plan(plan: Plan, request: Request, body: Any, key_name: str, settings: Settings) -> None:
@@ -67,11 +64,30 @@ def routing_key(
     if hint is not None:
         return _digest(key_name, *hint)
     first = next((m.get("content") for m in messages if m.get("role") == "user"), None)
-    text: str | bytes = first if isinstance(first, str) else _enc(first)
-    return _digest(key_name, "first", text)
+    return _digest(key_name, "first", _head(first))
 
 
 _BEFORE_CHAIN = frozenset({"session", "claude-code", "prompt-cache"})
+# The first user message is hashed up to this many characters (and its length): a pasted
+# file or an image must not make every request of the conversation pay for hashing it.
+_HEAD = 16_384
+
+
+def _head(content: Any) -> str:
+    """The start of a message's content (text, or the text and URLs of its parts)."""
+    if isinstance(content, str):
+        return f"{len(content)}\0{content[:_HEAD]}"
+    pieces: list[str] = []
+    for part in content if isinstance(content, list) else ():
+        if not isinstance(part, dict):
+            continue
+        value = part.get("text")
+        image = part.get("image_url")
+        if value is None and image is not None:
+            value = image.get("url") if isinstance(image, dict) else image
+        if isinstance(value, str):
+            pieces.append(f"{len(value)}\0{value[:_HEAD]}")
+    return "\0".join(pieces)[: 4 * _HEAD]
 
 
 def conversation_hint(
@@ -98,8 +114,6 @@ def conversation_hint(
     return None
 
 
-def _digest(key_name: str, kind: str, value: str | bytes) -> str:
-    h = hashlib.blake2b(digest_size=16, person=b"proxy-route-key")
-    h.update(f"{key_name}\0{kind}\0".encode())
-    h.update(value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value)
-    return h.hexdigest()
+def _digest(key_name: str, kind: str, value: str) -> str:
+    data = f"{key_name}\0{kind}\0{value}".encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(data, digest_size=16, person=b"proxy-route-key").hexdigest()

@@ -270,3 +270,29 @@ def test_backend_429_and_503_reach_the_client_with_retry_after_on_every_api(
             assert r.json()["type"] == "error" and r.json()["error"]["type"] == kind
     finally:
         bg.run(runner.cleanup())
+
+
+def test_long_first_messages_and_images_keep_one_key_per_conversation(
+    make_proxy: Callable[..., ProxyServer], sim: SimServer
+) -> None:
+    sim.options.multimodal = True
+    server = make_proxy(BACKEND_IMAGES="pass")
+    pasted = "x" * 200_000  # only its start (and its length) is hashed
+    firsts: list[Any] = [
+        pasted,
+        pasted + "y",
+        [{"type": "text", "text": "what is this?"},
+         {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 90_000}}],
+        [{"type": "text", "text": "what is this?"},
+         {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "B" * 90_000}}],
+    ]  # fmt: skip
+    with openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0) as oa:
+        for first in firsts:
+            history: list[Any] = [{"role": "user", "content": first}]
+            for _ in range(2):
+                answer = oa.chat.completions.create(model="m", messages=history)
+                history += [{"role": "assistant", "content": answer.choices[0].message.content},
+                            {"role": "user", "content": "go on"}]  # fmt: skip
+    got = keys(sim)
+    assert got[0::2] == got[1::2], "each conversation keeps its key"
+    assert len(set(got[0::2])) == 4, "and the four differ"
