@@ -364,8 +364,8 @@ class M3Parser(StreamParser, grammar="m3"):
             self._give_back()
         elif back is State.PENDING or back is _VALUE:
             self.fallbacks += 1
-            self._state = _VALUE
-            if text:
+            if text:  # a pending element stays pending when only the marker was dropped
+                self._state = _VALUE
                 assert self._call is not None
                 self._call.text(text)
         else:

@@ -166,6 +166,7 @@ class Plan:
     extra: Any = None  # what one dialect alone needs to answer (Responses: its echo fields)
     grammar: Grammar = M2  # the protocol the backend model writes (proxy.grammar)
     starts_in_think: bool | None = None  # M3: from the thinking mode; None: STARTS_IN_THINK
+    route: str | None = None  # the routing key sent to the backend (see proxy.routing)
 
 
 def backend_body(

@@ -631,6 +631,40 @@ M3_FIXTURES: list[Fixture] = [
         None,
         [("plan", {"steps": [{"name": "build", "env": {"CC": "gcc", "flags": ["-O2", "-g"]}}]})],
     ),
+    M3(
+        "m3_nested_schema_read_through_anyof_and_allof",
+        block(
+            inv(
+                "nested_union",
+                el("o", el("n", "5") + el("s", "07")),
+                el("ids", items("1", "2")),
+                el("odd", el("k", "v")),
+            )
+        ),
+        None,
+        None,
+        [("nested_union", {"o": {"n": 5, "s": "07"}, "ids": [1, 2], "odd": {"k": "v"}})],
+        tools=[
+            None,
+            "not a tool",
+            {"function": "not a definition"},
+            fn(
+                "nested_union",
+                {
+                    "o": {
+                        "anyOf": [
+                            {"type": "object", "properties": {"n": {"type": "integer"}}},
+                            {"type": "null"},
+                            "not a schema",
+                            {"properties": {"s": S, "n": {"type": "string"}}},
+                        ]
+                    },
+                    "ids": {"allOf": [{"type": "array", "items": {"type": "integer"}}]},
+                    "odd": "not a schema",
+                },
+            ),
+        ],
+    ),
     # ---- end of output ------------------------------------------------------------------
     M3(
         "m3_truncated_in_string_value_keeps_it",
@@ -841,6 +875,13 @@ M3_FIXTURES: list[Fixture] = [
         [("echo", {"text": "ab c"})],
     ),
     M3(
+        "m3_stray_marker_before_first_child_is_dropped",
+        block(inv("deploy", el("t", NS + "\n" + el("a", "1")))),
+        None,
+        None,
+        [("deploy", {"t": {"a": "1"}})],
+    ),
+    M3(
         "m3_bad_tag_between_elements_is_content",
         block(inv("get_weather", el("city", "A") + f"{NS}<bad tag>")),
         None,
@@ -960,6 +1001,7 @@ M3_RULES: dict[str, list[str]] = {
         "m3_array_of_objects_without_item_wrapper_is_one_object",
         "m3_deep_nesting_object_array_object",
         "m3_nested_typing_by_schema",
+        "m3_nested_schema_read_through_anyof_and_allof",
     ],
     "values: JSON text in an object/array element": [
         "m3_json_text_in_object_and_array_elements",
@@ -1010,5 +1052,6 @@ M3_RULES: dict[str, list[str]] = {
         "m3_leaked_marker_alone_at_start_of_content",
         "m3_special_tokens_removed_inside_call",
         "m3_marker_with_garbage_in_value_is_dropped",
+        "m3_stray_marker_before_first_child_is_dropped",
     ],
 }
