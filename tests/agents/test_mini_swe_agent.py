@@ -1,4 +1,7 @@
-"""mini-swe-agent runs its bash tool through the proxy, headless, on chat completions and Responses.
+"""mini-swe-agent runs its bash tool through the proxy, headless, on all three APIs.
+
+Its ``litellm`` model class speaks chat completions (``openai/…``) or Messages (``anthropic/…``),
+``litellm_response`` the Responses API.
 
 It stops only when the model runs ``echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT``; the marker
 command prints that request (backticks as \\140, so the prompt's own command stays one span) and
@@ -16,7 +19,12 @@ import pytest
 from tests.agents.conftest import venv_bin
 from tests.agents.harness import Stack, check_round_trip, run_cli
 
-CLASSES = {"/v1/chat/completions": "litellm", "/v1/responses": "litellm_response"}
+# route: (model class, litellm provider, base URL path)
+CLASSES = {
+    "/v1/chat/completions": ("litellm", "openai", "/v1"),
+    "/v1/responses": ("litellm_response", "openai", "/v1"),
+    "/v1/messages": ("litellm", "anthropic", ""),
+}
 SUBMIT = r"printf 'then run \140echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT\140\n'"
 
 
@@ -27,10 +35,11 @@ def test_mini_swe_agent_round_trip(
     stack = make_stack()
     trajectory = stack.home / "trajectory.json"
     task = f"Create the marker file: run `{stack.command}; {SUBMIT}`"
+    kind, provider, path = CLASSES[route]
     argv = [
         venv_bin(clients, "mini-swe-agent", "mini"), "-y", "--exit-immediately",
-        "--model-class", CLASSES[route], "-m", f"openai/{stack.model}", "-t", task,
-        "-c", "mini.yaml", "-c", f"model.model_kwargs.api_base={stack.proxy.url}/v1",
+        "--model-class", kind, "-m", f"{provider}/{stack.model}", "-t", task,
+        "-c", "mini.yaml", "-c", f"model.model_kwargs.api_base={stack.proxy.url}{path}",
         "-c", "model.model_kwargs.api_key=agents", "-o", str(trajectory),
     ]  # fmt: skip
     run = run_cli(stack, argv, {})
