@@ -2,7 +2,9 @@
 
 These tests run only when asked for by path (``make test-agents``; see ``tests/conftest.py``).
 ``AGENT_MODELS`` (comma-separated, default ``MiniMax-M2``) names the models every client is run
-with; the simulated backend serves exactly the model asked for.
+with; the simulated backend serves exactly the model asked for. One test can run with its own
+list instead: ``@pytest.mark.parametrize("model", ["MiniMax-M2", "MiniMax-M3"])`` overrides the
+``model`` fixture, and ``make_stack`` follows it.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import subprocess
 import uuid
@@ -23,6 +24,7 @@ from typing import Any
 from proxy.sim import RequestRecord, SimServer
 from tests.servers import ProxyServer
 
+THINK_END = re.compile(r"</(?:mm:)?think>")  # MiniMax-M2's and MiniMax-M3's end of reasoning
 TIMEOUT = 240  # seconds for one agent run; a hang fails the test instead of the whole CI job
 
 # Every client's switches for update checks, telemetry and other traffic beyond its base URL.
@@ -161,7 +163,7 @@ def check_round_trip(
     assert second is not None, f"no request carried the command's output back\n{run.report()}"
     assistant = _tool_turn(second.body, stack.token)
     assert assistant is not None
-    thinking = _flat(first.raw.split("</think>")[0])
+    thinking = _flat(THINK_END.split(first.raw, maxsplit=1)[0])
     carried = _flat(assistant.get("content")) + " " + _flat(assistant.get("reasoning_content"))
     assert thinking in carried, f"the first turn's thinking did not come back: {assistant}"
     if final is not None:
