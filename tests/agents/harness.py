@@ -25,7 +25,7 @@ from proxy.sim import RequestRecord, SimServer
 from tests.servers import ProxyServer
 
 THINK_END = re.compile(r"</(?:mm:)?think>")  # MiniMax-M2's and MiniMax-M3's end of reasoning
-TIMEOUT = 240  # seconds for one agent run; a hang fails the test instead of the whole CI job
+TIMEOUT = 180  # seconds for one agent run; a hang fails the test instead of the whole CI job
 
 # Every client's switches for update checks, telemetry and other traffic beyond its base URL.
 QUIET = {
