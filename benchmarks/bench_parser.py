@@ -693,13 +693,17 @@ def naive_factory() -> NaiveStreamParser:
     return NaiveStreamParser(TOOLS)
 
 
-def time_stream(factory: Factory, tokens: Sequence[str], outputs: int = 1) -> float:
+def time_stream(
+    factory: Factory,
+    tokens: Sequence[str],
+    outputs: int = 1,
+    clock: Callable[[], float] = time.perf_counter,
+) -> float:
     """Seconds to stream ``outputs`` copies of ``tokens`` through fresh parsers.
 
     Timed: constructing the parser, the ``feed()`` loop and ``close()``. Events are
     produced and dropped, as a caller that forwards them immediately would.
     """
-    clock = time.perf_counter
     total = 0.0
     for _ in range(outputs):
         p = factory()
@@ -903,7 +907,11 @@ def _log(msg: str, verbose: bool) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-def time_sizes(cfg: Config, corpora: dict[str, dict[int, Corpus]]) -> list[SizeRow]:
+def time_sizes(
+    cfg: Config,
+    corpora: dict[str, dict[int, Corpus]],
+    clock: Callable[[], float] = time.perf_counter,
+) -> list[SizeRow]:
     """Cost per token of the proxy parser at every size: M2, M3 and M3 nested."""
     # Interleaved: each round times one sample per size, and the best per size is kept, so a
     # burst of load elsewhere on the machine hits all sizes alike. M3 in the same rounds,
@@ -915,7 +923,7 @@ def time_sizes(cfg: Config, corpora: dict[str, dict[int, Corpus]]) -> list[SizeR
             k = max(1, cfg.work_per_sample // n)
             for kind, factory in factories.items():
                 c = corpora[kind][n]
-                t = time_stream(factory, c.tokens, k) / (k * c.n_tokens)
+                t = time_stream(factory, c.tokens, k, clock) / (k * c.n_tokens)
                 best[kind][n] = min(best[kind][n], t)
     return [
         SizeRow(
@@ -1223,8 +1231,9 @@ def format_m3_markdown(rows: Sequence[SizeRow], cfg: Config, header: dict[str, s
             "(`NS<files>NS<item>NS<path>…`), typed by its schema. Each size is timed for M2, M3 "
             f"and M3 nested one after another in each of {cfg.size_rounds} interleaved rounds "
             f"(about {cfg.work_per_sample:,} tokens per sample, fresh parser per output), best "
-            "per size, per token of each output; one core, gc enabled. Timing numbers on this "
-            "shared machine are noisy; the ratios, measured side by side, are the figures. Before "
+            f"per size, per token of each output; clock {header['clock']}; one core, gc "
+            "enabled. Timing numbers on this shared machine are noisy; the ratios, measured "
+            "side by side, are the figures. Before "
             "timing, M3's streamed and one-shot results are asserted equal to M2's (nested: the "
             "same arguments as the one element of `files`) at every size.",
         ]
@@ -1232,11 +1241,12 @@ def format_m3_markdown(rows: Sequence[SizeRow], cfg: Config, header: dict[str, s
 
 
 def run_m3(cfg: Config, verbose: bool) -> list[SizeRow]:
-    """Only the cost-per-token sweep, M2 beside M3 (``--m3``)."""
+    """Only the cost-per-token sweep, M2 beside M3 (``--m3``), in CPU time: on a shared
+    machine, time this process waits for a CPU would otherwise blur the ratios."""
     _log("checking that M2, M3 and nested M3 agree ...", verbose)
     corpora = size_corpora(cfg)
     _log(f"cost per token at {', '.join(_k(n) for n in cfg.sizes)} tokens (M2, M3) ...", verbose)
-    return time_sizes(cfg, corpora)
+    return time_sizes(cfg, corpora, time.process_time)
 
 
 def plot(report: Report, path: Path) -> None:
@@ -1297,6 +1307,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": _command(),
         "load": machine["Load average at start"],
+        "clock": (
+            "`time.process_time` (CPU time of this process)"
+            if opts.m3
+            else "`time.perf_counter` (wall time, as the parser section)"
+        ),
     }
     write = not (opts.quick or opts.no_write)
     rows = run_m3(cfg, verbose=True) if opts.m3 else run_full(cfg, opts.profile, machine, write)

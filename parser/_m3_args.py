@@ -115,10 +115,11 @@ class CallArgs:
         self._opened = False  # the root's "{" is written
         self._top = root
         self._depth = 0
-        #: The open element is a string being written (its text goes straight out).
-        self.streaming = False
         #: The text pieces of the open element.
         self.top_text: list[str] = root.text
+        #: The same, while the open element is a string being written (its text goes
+        #: straight out), else None.
+        self.sink: list[str] | None = None
 
     # -- what the machine asks ------------------------------------------------
 
@@ -171,7 +172,7 @@ class CallArgs:
                 f.kind = _SCALAR
             else:
                 self._start_string(f)
-        if self.streaming:
+        if self.sink is not None:
             self._put(escape(text))
         f.text.append(text)
 
@@ -206,7 +207,7 @@ class CallArgs:
         self._top = child
         self.top_text = child.text
         self._depth += 1
-        self.streaming = False
+        self.sink = None
         return child
 
     def _pop(self) -> None:
@@ -215,7 +216,7 @@ class CallArgs:
         self._top = parent
         self.top_text = parent.text
         self._depth -= 1
-        self.streaming = False
+        self.sink = None
 
     def _become_container(self, f: _Frame, first_child: str) -> None:
         types = f.shape.types
@@ -244,7 +245,7 @@ class CallArgs:
     def _start_string(self, f: _Frame) -> None:
         f.kind = _STRING
         if not f.skip:
-            self.streaming = True
+            self.sink = f.text
             self._put(self._prefix(f) + '"' + escape("".join(f.text)))
 
     def _prefix(self, f: _Frame) -> str:

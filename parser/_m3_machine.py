@@ -81,20 +81,24 @@ class M3Parser(StreamParser, grammar="m3"):
         state = self._state
         if state is State.CLOSED:
             raise ParserUsageError("feed() after close()")
-        if self._tokens.held or "]" in delta or "[" in delta:
+        marker = "]" in delta  # the marker NS starts with "]"
+        if marker or self._tokens.held or "[" in delta:
             delta = self._tokens.feed(delta)
+            marker = "]" in delta
         if not delta:
             return []
         # Fast path: plain text with no tag in sight, the bulk of any output.
-        if not self._hold and "]" not in delta:
+        if not self._hold and not marker:
             if "<" not in delta:
                 if state is _THINK:
                     return [ThinkText(delta)]
                 if state is _CONTENT or state is _QUOTED:
                     return [ContentText(delta)]
-            if state is _VALUE and self._call is not None and self._call.streaming:
-                self._call.top_text.append(delta)
-                return [ToolArgs(self._index, escape(delta))]
+            if state is _VALUE:
+                sink = self._call.sink  # type: ignore[union-attr]  # VALUE: a call is open
+                if sink is not None:  # a string value: "<" is text there
+                    sink.append(delta)
+                    return [ToolArgs(self._index, escape(delta))]
         return self._run(delta)
 
     def close(self) -> list[Event]:

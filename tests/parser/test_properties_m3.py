@@ -39,6 +39,7 @@ from tests.parser.helpers import (
     split_at,
     summarize_events,
 )
+from tests.parser.test_properties import TEXT_ALPHABET, cuts_for
 
 M3 = {"grammar": "m3"}
 
@@ -89,7 +90,6 @@ TAG_PIECES = [
     '{"k": 1}',
     "[1, 2]",
 ]
-TEXT_ALPHABET = "<>/[]~!be \n\tabcxyz\"'=:5中😀"
 ARBITRARY_TOOLS = [
     {
         "name": "f",
@@ -109,10 +109,6 @@ arbitrary_text = st.lists(
     st.one_of(st.sampled_from(TAG_PIECES), st.text(alphabet=TEXT_ALPHABET, max_size=8)),
     max_size=40,
 ).map("".join)
-
-
-def cuts_for(text: str) -> st.SearchStrategy[list[int]]:
-    return st.lists(st.integers(0, len(text)), max_size=30)
 
 
 @HEAVY
@@ -228,7 +224,11 @@ def _containers(draw: st.DrawFn, children: st.SearchStrategy[Typed]) -> Typed:
     return _array(elements, element.schema, False)
 
 
-values = st.recursive(_scalars(), lambda c: _containers(c), max_leaves=12)
+def _extend(children: st.SearchStrategy[Typed]) -> st.SearchStrategy[Typed]:
+    return _containers(children)
+
+
+values = st.recursive(_scalars(), _extend, max_leaves=12)
 
 
 def render(value: Any) -> str:
