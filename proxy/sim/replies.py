@@ -164,10 +164,10 @@ def _shell_call(
     return None
 
 
-def _run(call: dict[str, Any], thought: str, rng: random.Random) -> tuple[str, list[Any]]:
+def _run(call: dict[str, Any], thought: str, rng: random.Random, said: str) -> Turn:
     """A reply that runs an agent's command, as asked: one call, never padded."""
     text = f"I'll use {call['name']} for this.\n\n"
-    return _reasoning(rng, thought, 2) + text + _render_calls([call]), [call]
+    return Turn(_reasoning(rng, thought, 2), text, [call], said=said)
 
 
 def _code(chars: int, first: int) -> str:
@@ -233,7 +233,7 @@ def plan_turn(body: dict[str, Any]) -> Turn:
         result = message_text(last.get("content"))
         shell = _shell_call(tools, result, rng)  # the output asks for one more command
         if shell is not None:
-            return _run(shell, "The output asks me to run one more command.", rng)
+            return _run(shell, "The output asks me to run one more command.", rng, said)
         think = _reasoning(rng, "The tool returned its result; I can answer now.", 3)
         return Turn(think, f'The tool returned: "{result[:40]}". That settles it.', said=said)
     if not tools or choice == "none" or last.get("role") != "user":
@@ -249,7 +249,7 @@ def plan_turn(body: dict[str, Any]) -> Turn:
         tools.sort(key=lambda t: t.get("name") != named)
     shell = _shell_call(tools, said, rng)
     if shell is not None:
-        return _run(shell, f'The user says: "{topic}". I will run it.', rng)
+        return _run(shell, f'The user says: "{topic}". I will run it.', rng, said)
     picked = (tools[:3] if len(tools) > 1 else tools * 3) if parallel else tools[:1]
     calls = [{"name": t.get("name", "tool"), "arguments": _arguments(t, rng)} for t in picked]
     names = ", ".join(dict.fromkeys(c["name"] for c in calls))
