@@ -781,3 +781,22 @@ def test_demo_on_m3() -> None:
     assert "simulated MiniMax-M3" in out.stdout
     assert "tool call: get_weather(" in out.stdout
     assert "2 assistant turns sent back, all with their thinking" in out.stdout
+
+
+def test_m3_runs_an_agents_shell_command(oai: openai.OpenAI, m3: SimServer) -> None:
+    """As the M2 sim does for coding agents: "run `cmd`" with a shell tool is that call."""
+    bash = {"type": "function", "function": {"name": "bash", "parameters": {
+        "type": "object", "properties": {"command": {"type": "string"}},
+        "required": ["command"]}}}  # fmt: skip
+    msg = (
+        oai.chat.completions.create(
+            model="MiniMax-M3",
+            messages=[{"role": "user", "content": "Please run `ls -la src` for me"}],
+            tools=[bash],  # type: ignore[list-item]
+        )
+        .choices[0]
+        .message
+    )
+    assert msg.tool_calls and msg.tool_calls[0].function.name == "bash"
+    assert json.loads(msg.tool_calls[0].function.arguments) == {"command": "ls -la src"}
+    assert chats(m3)[-1].raw.count(f"{NS}<command>ls -la src{NS}</command>") == 1
