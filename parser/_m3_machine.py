@@ -392,8 +392,7 @@ class M3Parser(StreamParser, grammar="m3"):
 
     def _end_call(self, eof: bool) -> None:
         call = self._call
-        if call is None:
-            return
+        assert call is not None
         call.end(eof)
         self._emit(ToolCallEnd(self._index, self._call_name, call.arguments))
         self._index += 1
