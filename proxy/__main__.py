@@ -73,6 +73,8 @@ def serve(argv: list[str]) -> None:
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")  # through our handler, once
     config.keep_alive_timeout = 75
+    # hypercorn's default of 100 refuses connections when hundreds of clients open at once.
+    config.backlog = 2048
     sys.exit(run(config))
 
 
