@@ -125,8 +125,8 @@ async def _respond(
     save = None
     try:
         key = proxy.check_auth(request)
-        body = await proxy.read_json(request)
-        plan = dialect.plan(body, settings, await proxy.models.route(_model_of(body)))
+        body, size = await proxy.read_body(request)
+        plan = await proxy.plan(dialect, body, size, await proxy.models.route(_model_of(body)))
         tracker = Tracker(request.url.path, dialect.name, plan.stream, rid, key)
         slot.append(proxy.keys.acquire(key))
         scope = scope_for(presented_key(request.headers))
