@@ -134,9 +134,7 @@ class Proxy:
         except RecursionError:
             raise ProxyError(400, "the request body is nested too deeply") from None
 
-    async def plan(
-        self, dialect: Dialect, body: Any, size: int, backend_model: str | None
-    ) -> Plan:
+    async def plan(self, dialect: Dialect, body: Any, size: int, backend_model: str | None) -> Plan:
         """``dialect``'s plan of a request ``size`` bytes long; off the loop when it is big."""
         if size < OFF_LOOP_BYTES:
             return dialect.plan(body, self.settings, backend_model)
