@@ -1302,12 +1302,16 @@ async def profile(args: argparse.Namespace) -> None:
             sim = start_sim(workdir)
             servers.append(sim)
             await wait_ready(sim)
-            proxy = start_proxy(workdir, sim.url)
+            who = args.profile_target
+            proxy = (
+                start_floor(workdir, sim.url) if who == "floor" else start_proxy(workdir, sim.url)
+            )
             servers.append(proxy)
             await wait_ready(proxy)
-            target = Target(proxy.url)
+            target = Target(proxy.url, PATHS.get(who, "/v1/chat/completions"))
+            body = body_for(who, w)
             await warm_up(target, w.concurrency)
-            await closed_loop(target, w.body, w.concurrency, 2)
+            await closed_loop(target, body, w.concurrency, 2)
             argv = [pyspy, "record", "--pid", str(proxy.proc.pid), "--rate", "250", "--format"]
             argv += ["raw", "--duration", str(math.ceil(seconds)), "-o", str(out)]
             spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -1315,7 +1319,7 @@ async def profile(args: argparse.Namespace) -> None:
             cpu0, chunks = proxy.cpu(), 0
             deadline = time.monotonic() + seconds - 2.0
             while time.monotonic() < deadline:
-                samples, _ = await closed_loop(target, w.body, w.concurrency, 2, w.spread)
+                samples, _ = await closed_loop(target, body, w.concurrency, 2, w.spread)
                 chunks += len(samples) * w.backend_chunks
             cpu = proxy.cpu() - cpu0
             _, err = spy.communicate(timeout=seconds + 60)
@@ -1329,7 +1333,8 @@ async def profile(args: argparse.Namespace) -> None:
             for server in servers:
                 server.stop()
     per_chunk = cpu / chunks * 1e6
-    print(f"proxy: {cpu:.2f} CPU s for {chunks} backend chunks = {per_chunk:.2f} µs per chunk")
+    who = args.profile_target
+    print(f"{who}: {cpu:.2f} CPU s for {chunks} backend chunks = {per_chunk:.2f} µs per chunk")
     print(f"collapsed stacks: {out}")
     print(summarise_profile(out, per_chunk))
 
@@ -1350,7 +1355,7 @@ _CATEGORIES = (  # (label, pattern on the leaf frame's file), first match wins
     ("backend chunk JSON decode + read loop (proxy/upstream.py)", r"proxy/upstream\.py"),
     ("parser (parser/)", r"\(parser/"),
     ("turn + shaping (proxy/turn.py, shape.py)", r"proxy/(turn|shape)\.py"),
-    ("OpenAI encoding (proxy/chat/writer.py)", r"proxy/chat/writer\.py"),
+    ("writers (proxy/chat, messages, responses writer.py)", r"proxy/\w+/writer\.py"),
     ("metrics, traces, logs (proxy/metrics.py, trace.py, logs.py)", r"proxy/(metrics|trace|logs)"),
     ("driver and routes (proxy/service.py, app.py, streaming.py, ...)", r"\(proxy/"),
     ("stdlib logging", r"logging/"),
@@ -1745,6 +1750,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--profile-seconds", type=float, default=15.0, metavar="S", help="(15)")
     ap.add_argument("--profile-scenario", default="c64_full", metavar="KEY", help="(c64_full)")
+    ap.add_argument(
+        "--profile-target",
+        default="proxy",
+        choices=("proxy", "messages", "responses", "floor"),
+        help="what --profile samples: the proxy on chat completions (default), Messages or "
+        "Responses, or the floor",
+    )
     ap.add_argument(
         "--retries",
         type=int,
