@@ -71,3 +71,56 @@ def test_agent_runs_a_function_tool(
     assert len(recording.bodies) == (2 if streamed else 0)
     for body in recording.bodies:
         check(body.decode())
+
+
+@pytest.mark.parametrize("how", ["session", "conversation_id"])
+def test_agent_keeps_history_in_a_conversation(
+    proxy_server: ProxyServer, sim: SimServer, how: str
+) -> None:
+    """``OpenAIConversationsSession`` (the SDK reads and writes the items) and
+    ``Runner.run(conversation_id=…)`` (the proxy extends the conversation): a tool loop,
+    then a second run that sees the first."""
+    from agents import OpenAIConversationsSession
+
+    calls: list[str] = []
+    config = RunConfig(tracing_disabled=True)
+
+    async def run() -> tuple[Any, list[Any]]:
+        async with openai.AsyncOpenAI(
+            base_url=proxy_server.url + "/v1", api_key="agents-conv", max_retries=0
+        ) as client:
+            agent = _agent(calls, client)
+            if how == "session":
+                session = OpenAIConversationsSession(openai_client=client)
+                first = await Runner.run(
+                    agent, "What is the weather?", session=session, run_config=config
+                )
+                second = await Runner.run(agent, "Thanks!", session=session, run_config=config)
+                cid = session.session_id
+            else:
+                cid = (await client.conversations.create()).id
+                first = await Runner.run(
+                    agent, "What is the weather?", conversation_id=cid, run_config=config
+                )
+                second = await Runner.run(agent, "Thanks!", conversation_id=cid, run_config=config)
+            assert f"Sunny in {calls[0]}" in first.final_output
+            assert second.final_output
+            items = [i async for i in client.conversations.items.list(cid, order="asc")]
+            return cid, items
+
+    cid, items = asyncio.run(run())
+    assert len(calls) == 2 and cid.startswith("conv_")  # the simulated model calls once per run
+    kinds = [i.type for i in items]
+    assert kinds.count("function_call") == 2 and kinds.count("function_call_output") == 2
+    assert kinds.count("reasoning") == 4  # the thinking of every response is kept
+    user_texts = [i.content[0].text for i in items if getattr(i, "role", None) == "user"]
+    assert user_texts == ["What is the weather?", "Thanks!"]
+    bodies = _sent(sim)
+    assert len(bodies) == 4
+    tool_turn, last = bodies[1]["messages"], bodies[3]["messages"]
+    assert [m["role"] for m in tool_turn] == ["system", "user", "assistant", "tool"]
+    assert tool_turn[2]["content"].startswith("<think>\n")
+    # The second run sees the whole first one, its thinking included.
+    roles = ["system", "user", "assistant", "tool", "assistant", "user", "assistant", "tool"]
+    assert [m["role"] for m in last] == roles
+    assert last[4]["content"].startswith("<think>\n")

@@ -20,13 +20,15 @@ from ..dialect import Dialect, Result, StreamWriter
 from ..errors import ProxyError, openai_error_body
 from ..request import Plan
 from ..shape import Shaper, new_id
+from . import conversations
+from .items import normalised
 from .reader import Echo, history_messages, plan_responses
 from .writer import ResponsesResult, ResponsesStream
 
 if TYPE_CHECKING:
     from ..service import Proxy
 
-__all__ = ["RESPONSES", "stored_response"]
+__all__ = ["RESPONSES", "chain_items", "keep_response", "stored_response"]
 
 log = logging.getLogger("proxy")
 _MAX_CHAIN = 10_000  # previous_response_id links followed at most (a loop is not a chain)
@@ -59,41 +61,67 @@ class Responses:
         return Response(openai_error_body(err), err.status, headers, "application/json")
 
     async def prepare(self, plan: Plan, proxy: Proxy, scope: str) -> None:
-        """Put the history of ``previous_response_id`` before this request's input."""
+        """Put the history of ``previous_response_id`` or ``conversation`` before the input."""
         echo: Echo = plan.extra
-        if echo.previous is None:
+        if echo.previous is not None:
+            carried = await chain_items(proxy, scope, echo.previous)
+        elif echo.conversation is not None:
+            carried = (await conversations.load(proxy, scope, echo.conversation, "conversation"))[
+                "items"
+            ]
+        else:
             return
-        chain: list[Any] = []
-        wanted: str | None = echo.previous
-        while wanted is not None and len(chain) < _MAX_CHAIN:
-            record = await stored_response(proxy, scope, wanted)
-            if record is None:
-                raise ProxyError(
-                    404,
-                    f"Previous response with id '{wanted}' not found.",
-                    code="previous_response_not_found",
-                    param="previous_response_id",
-                )
-            chain.append(record)
-            wanted = record["response"].get("previous_response_id")
-        items: list[Any] = []
-        for record in reversed(chain):
-            items += record["input"]
-            items += record["response"]["output"]
-        plan.backend_body["messages"] = history_messages(items + echo.items, echo, proxy.settings)
+        plan.backend_body["messages"] = history_messages(carried + echo.items, echo, proxy.settings)
 
     async def keep(self, plan: Plan, proxy: Proxy, scope: str, answer: Any) -> None:
         echo: Echo = plan.extra
         final = getattr(answer, "final", None)
-        if not echo.store or final is None:
+        if final is None:
             return
-        record = {"response": final, "input": echo.items}
-        try:
-            await proxy.records.put_record(
-                scope, final["id"], record, proxy.settings.responses_ttl_seconds
+        await keep_response(proxy, scope, echo, final)
+
+
+async def keep_response(proxy: Proxy, scope: str, echo: Echo, final: dict[str, Any]) -> None:
+    """Keep a finished response (unless ``store`` is false) and extend its conversation.
+
+    A store outage never fails the answer itself: it is logged.
+    """
+    try:
+        if echo.conversation is not None:
+            added = normalised(echo.items) + final["output"]
+            await conversations.add_items(proxy, scope, echo.conversation, added, "conversation")
+        if echo.store:
+            record = {"response": final, "input": normalised(echo.items)}
+            ttl = proxy.settings.responses_ttl_seconds
+            await proxy.records.put_record(scope, final["id"], record, ttl)
+    except Exception as exc:
+        log.warning("could not keep response %s: %s", final["id"], exc)
+
+
+async def chain_items(proxy: Proxy, scope: str, previous: str | None) -> list[Any]:
+    """The items a ``previous_response_id`` chain carries, oldest first.
+
+    Raises:
+        ProxyError: 404 ``previous_response_not_found`` for a missing link.
+    """
+    chain: list[Any] = []
+    wanted = previous
+    while wanted is not None and len(chain) < _MAX_CHAIN:
+        record = await stored_response(proxy, scope, wanted)
+        if record is None:
+            raise ProxyError(
+                404,
+                f"Previous response with id '{wanted}' not found.",
+                code="previous_response_not_found",
+                param="previous_response_id",
             )
-        except Exception as exc:  # a store outage never fails the answer itself
-            log.warning("could not keep response %s: %s", final["id"], exc)
+        chain.append(record)
+        wanted = record["response"].get("previous_response_id")
+    items: list[Any] = []
+    for record in reversed(chain):
+        items += record["input"]
+        items += record["response"]["output"]
+    return items
 
 
 async def stored_response(proxy: Proxy, scope: str, response_id: str, delete: bool = False) -> Any:
@@ -102,15 +130,9 @@ async def stored_response(proxy: Proxy, scope: str, response_id: str, delete: bo
     Raises:
         ProxyError: 503 when the store does not answer (an unknown id is a 404, not this).
     """
-    try:
-        if delete:
-            return await proxy.records.delete_record(scope, response_id)
-        return await proxy.records.get_record(scope, response_id)
-    except Exception as exc:
-        log.warning("the response store failed: %s", exc)
-        raise ProxyError(
-            503, "the response store is unavailable; try again", code="store_unavailable"
-        ) from None
+    if delete:
+        return await conversations.store_call(proxy.records.delete_record(scope, response_id))
+    return await conversations.store_call(proxy.records.get_record(scope, response_id))
 
 
 RESPONSES: Dialect = Responses()

@@ -60,7 +60,7 @@ def response_object(
         "object": "response",
         "created_at": created,
         "status": status,
-        "background": False,
+        "background": f["background"],
         "error": error,
         "incomplete_details": ({"reason": "max_output_tokens"} if status == "incomplete" else None),
         "instructions": f["instructions"],
@@ -84,6 +84,8 @@ def response_object(
         "user": f["user"],
         "metadata": f["metadata"] or {},
     }
+    if f["conversation"] is not None:
+        obj["conversation"] = f["conversation"]
     if status == "completed":
         obj["completed_at"] = int(time.time())
     return obj
