@@ -28,7 +28,7 @@ from .logs import REQUEST_ID
 from .messages import MESSAGES
 from .metrics import Tracker
 from .request import presented_key
-from .responses import RESPONSES, stored_response
+from .responses import RESPONSES, background, stored_response
 from .service import Proxy, pump
 from .sessions import scope_for
 from .shape import Op, Shaper, new_id
@@ -41,7 +41,6 @@ __all__ = [
     "count_tokens",
     "delete_response",
     "dialect_error",
-    "get_response",
     "health",
     "messages",
     "metrics_route",
@@ -138,6 +137,11 @@ async def _respond(
             ctx = sessions.context(request, body, scope)
             await sessions.repair(ctx, plan.backend_body["messages"])
             save = functools.partial(sessions.save, ctx)
+        if getattr(plan.extra, "background", False):
+            # The run keeps the key's slot until it ends, not until this answer has gone.
+            answer = await background.start(proxy, plan, scope, rid, tracker, list(slot), save)
+            slot.clear()
+            return answer
         resp = await proxy.open(plan)
     except ProxyError as err:
         _failed(tracker, err, backend=bool(err.code and err.code.startswith("backend_")))
@@ -230,16 +234,6 @@ async def ok(request: Request) -> Response:
 
 async def responses(request: Request) -> Response:
     return await respond(request, RESPONSES)
-
-
-async def get_response(request: Request) -> Response:
-    """A kept response, as ``POST /v1/responses`` returned it."""
-    record, rid = await _kept(request)
-    if isinstance(record, Response):
-        return record
-    return Response(
-        _enc(record["response"]), media_type="application/json", headers={"x-request-id": rid}
-    )
 
 
 async def delete_response(request: Request) -> Response:

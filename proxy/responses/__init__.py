@@ -87,11 +87,12 @@ async def keep_response(proxy: Proxy, scope: str, echo: Echo, final: dict[str, A
     A store outage never fails the answer itself: it is logged.
     """
     try:
+        kept = normalised(echo.items)  # ids made once: the conversation and the record agree
         if echo.conversation is not None:
-            added = normalised(echo.items) + final["output"]
+            added = kept + final["output"]
             await conversations.add_items(proxy, scope, echo.conversation, added, "conversation")
         if echo.store:
-            record = {"response": final, "input": normalised(echo.items)}
+            record = {"response": final, "input": kept}
             ttl = proxy.settings.responses_ttl_seconds
             await proxy.records.put_record(scope, final["id"], record, ttl)
     except Exception as exc:

@@ -19,16 +19,19 @@ from ..request import presented_key
 from ..routes import request_id
 from ..service import Proxy
 from ..sessions import scope_for
-from . import RESPONSES, chain_items, conversations, stored_response
+from ..streaming import SSEResponse
+from . import RESPONSES, background, chain_items, conversations, stored_response
 from .items import page
 
 __all__ = [
     "add_conversation_items",
+    "cancel_response",
     "create_conversation",
     "delete_conversation",
     "delete_conversation_item",
     "get_conversation",
     "get_conversation_item",
+    "get_response",
     "input_items",
     "list_conversation_items",
     "update_conversation",
@@ -51,8 +54,8 @@ def api(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             body = await handler(request, proxy, scope)
         except ProxyError as err:
             return RESPONSES.error(err, rid)
-        if isinstance(body, Response):
-            return body
+        if isinstance(body, (Response, SSEResponse)):
+            return body  # type: ignore[return-value]  # an SSEResponse is an ASGI app too
         return Response(_enc(body), media_type="application/json", headers={"x-request-id": rid})
 
     return route
@@ -68,6 +71,35 @@ async def kept(proxy: Proxy, scope: str, response_id: str) -> Any:
     if record is None:
         raise ProxyError(404, f"No response found with id '{response_id}'.", param="response_id")
     return record
+
+
+@api
+async def get_response(request: Request, proxy: Proxy, scope: str) -> Any:
+    """A kept response as it stands; with ``stream=true``, a background run's events
+    after ``starting_after``, then the new ones as they come."""
+    response_id = request.path_params["response_id"]
+    record = await background.settle(proxy, scope, await kept(proxy, scope, response_id))
+    if request.query_params.get("stream") not in ("true", "1"):
+        return record["response"]
+    if not record["response"].get("background"):
+        raise ProxyError(
+            400,
+            "Only responses created with background=true can be streamed again.",
+            param="stream",
+        )
+    after = request.query_params.get("starting_after", "-1")
+    if not after.lstrip("-").isdigit() or int(after) < -1:
+        raise ProxyError(400, "starting_after must be a sequence number", param="starting_after")
+    headers = {"x-request-id": request_id(request)}
+    return background.follower(proxy, scope, response_id, int(after), headers)
+
+
+@api
+async def cancel_response(request: Request, proxy: Proxy, scope: str) -> Any:
+    record = await kept(proxy, scope, request.path_params["response_id"])
+    if not record["response"].get("background"):
+        raise ProxyError(400, "Only responses created with background=true can be cancelled.")
+    return await background.cancel(proxy, scope, record)
 
 
 @api

@@ -320,9 +320,22 @@ class ResponsesStream(ResponsesResult):
     def error(self, err: ProxyError) -> bytes:
         self._close("incomplete")
         code = err.code if err.code and not err.code.startswith("backend_") else "server_error"
-        failed = self._response("failed", self.items, error={"code": code, "message": err.message})
-        self._out.append(self._event("response.failed", {"response": failed}))
+        error = {"code": code, "message": err.message}
+        self.final = self._response("failed", self.items, error=error)
+        self._out.append(self._event("response.failed", {"response": self.final}))
         return self._flush()
+
+    def cancelled(self) -> bytes:
+        """The end of a cancelled background response: what was done, and the open item
+        as far as it got."""
+        self._close("incomplete")
+        self.final = self._response("cancelled", self.items)
+        self._out.append(self._event("response.cancelled", {"response": self.final}))
+        return self._flush()
+
+    def snapshot(self, status: str) -> dict[str, Any]:
+        """The response object as it stands: the items done so far."""
+        return self._response(status, list(self.items))
 
     def _flush(self) -> bytes:
         out = self._out
