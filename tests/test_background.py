@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +17,8 @@ from agents import Agent, ModelSettings, OpenAIResponsesModel, RunConfig, Runner
 from proxy.sim import SimServer
 from tests.responses_grammar import AsyncRecording, check, events_of
 from tests.servers import ProxyServer
-from tests.test_operations import Spawned, spawn  # noqa: F401
+from tests.test_operations import Spawned
 from tests.test_responses import WEATHER, Client
-from tests.test_responses_state import clients, sc, store, store_env  # noqa: F401
 
 SLOW = " SIM_RATE:400"  # tokens per second: a run long enough to watch, short enough to wait
 ENDLESS = " SIM_FAULT:endless"  # reasoning until the proxy hangs up
@@ -72,7 +71,8 @@ def test_background_run_polls_and_replays(sc: Client, sim: SimServer) -> None:
     tail = list(sc.sdk.responses.retrieve(r.id, stream=True, starting_after=5))
     assert [e.model_dump() for e in tail] == [e.model_dump() for e in events[6:]]
     assert sc.sdk.responses.retrieve(r.id).id == r.id
-    assert list(sc.sdk.responses.input_items.list(r.id))[0].content[0].text.startswith("Weather?")
+    oldest = sc.sdk.responses.input_items.list(r.id, order="asc").data[0]
+    assert oldest.content[0].text.startswith("Weather?")
 
 
 def test_background_stream_resumes_after_a_disconnect(sc: Client) -> None:
@@ -152,16 +152,30 @@ def test_background_runs_count_against_the_key_limit(
         assert c.responses.create(model="m", input="Hi").status == "completed"
 
 
+@pytest.fixture
+def spawn(sim: SimServer) -> Iterator[Callable[..., Spawned]]:
+    """Proxies in their own processes, stopped after the test."""
+    started: list[Spawned] = []
+
+    def start(**env: str) -> Spawned:
+        started.append(Spawned(sim.url, **env))
+        return started[-1]
+
+    yield start
+    for s in started:
+        s.stop()
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
 def test_two_processes_share_a_run(
     kind: str,
-    tmp_path: Path,
-    spawn: Callable[..., Spawned],  # noqa: F811
+    store_for: Callable[[str], dict[str, str]],
+    spawn: Callable[..., Spawned],
     make_proxy: Callable[..., ProxyServer],
-    clients: Callable[[Any], Client],  # noqa: F811
+    clients: Callable[[Any], Client],
     sim: SimServer,
 ) -> None:
-    env = store_env(kind, tmp_path)
+    env = store_for(kind)
     there = clients(spawn(**env))  # another process
     here = clients(make_proxy(**env))
     r = there.sdk.responses.create(model="m", input="Hello" + SLOW, background=True)
@@ -176,34 +190,35 @@ def test_two_processes_share_a_run(
     assert there.sdk.responses.retrieve(endless.id).status == "cancelled"
 
 
+@pytest.mark.parametrize("how", ["restart", "crash"])
 def test_a_restart_or_a_crash_fails_the_run(
-    tmp_path: Path,
-    spawn: Callable[..., Spawned],  # noqa: F811
+    how: str,
+    store_for: Callable[[str], dict[str, str]],
+    spawn: Callable[..., Spawned],
     make_proxy: Callable[..., ProxyServer],
-    clients: Callable[[Any], Client],  # noqa: F811
+    clients: Callable[[Any], Client],
     sim: SimServer,
 ) -> None:
-    env = {**store_env("sqlite", tmp_path), "BACKGROUND_LEASE_SECONDS": "1"}
+    env = {**store_for("sqlite"), "BACKGROUND_LEASE_SECONDS": "1"}
     here = clients(make_proxy(**env))
-    for how in ("restart", "crash"):
-        proc = spawn(**env)
-        r = clients(proc).sdk.responses.create(model="m", input="Think" + ENDLESS, background=True)
-        wait_for(lambda: here.sdk.responses.retrieve(r.id).status == "in_progress", "running")
-        if how == "restart":
-            proc.stop()  # SIGTERM: the proxy marks its own runs
-            got = here.sdk.responses.retrieve(r.id)
-            assert got.status == "failed" and "proxy stopped" in got.error.message
-            check(replayed(here, r.id))  # it closed what it had open
-        else:
-            proc.proc.kill()
-            proc.proc.wait(10)
-            got = wait_for(
-                lambda: (g := here.sdk.responses.retrieve(r.id)).status == "failed" and g, "failed"
-            )
-            assert "stopped before it ended" in got.error.message
-        events = events_of(replayed(here, r.id))
-        assert events[-1]["type"] == "response.failed"
-        assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    proc = spawn(**env)
+    rid = clients(proc).sdk.responses.create(model="m", input="Think" + ENDLESS, background=True).id
+    wait_for(lambda: here.sdk.responses.retrieve(rid).status == "in_progress", "running")
+    if how == "restart":
+        proc.stop()  # SIGTERM: the proxy marks its own runs
+        got = here.sdk.responses.retrieve(rid)
+        assert got.status == "failed" and "proxy stopped" in got.error.message
+        check(replayed(here, rid))  # it closed what it had open
+    else:
+        proc.proc.kill()
+        proc.proc.wait(10)
+        got = wait_for(
+            lambda: (g := here.sdk.responses.retrieve(rid)).status == "failed" and g, "failed"
+        )
+        assert "stopped before it ended" in got.error.message
+    events = events_of(replayed(here, rid))
+    assert events[-1]["type"] == "response.failed"
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
 
 
 def test_agents_sdk_streams_a_background_run(proxy_server: ProxyServer, sim: SimServer) -> None:

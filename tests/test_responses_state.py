@@ -4,63 +4,13 @@ in each records store (memory, SQLite, Redis), on the proxy and the simulated ba
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 
 from proxy.sim import SimServer
-from tests.servers import ProxyServer
 from tests.test_responses import WEATHER, Client, backend_messages
-from tests.test_sessions import need_redis
-
-REDIS_DB = "redis://127.0.0.1:6379/13"  # this file's own database on the shared Redis
-
-
-def store_env(kind: str, tmp_path: Path) -> dict[str, str]:
-    if kind == "memory":
-        return {}
-    if kind == "redis":
-        need_redis()
-    return {
-        "SESSION_STORE_ENABLED": "true",
-        "SESSION_STORE_BACKEND": kind,
-        "SESSION_STORE_PATH": str(tmp_path / "state.db"),
-        "REDIS_URL": REDIS_DB,
-    }
-
-
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
-    return store_env(request.param, tmp_path)
-
-
-@pytest.fixture
-def clients() -> Iterator[Callable[[ProxyServer], Client]]:
-    """Clients on proxies; every stream they read is grammar-checked at the end."""
-    made: list[Client] = []
-
-    def make(server: ProxyServer) -> Client:
-        made.append(Client(server))
-        return made[-1]
-
-    yield make
-    for c in made:
-        c.sdk.close()
-        c.check_all()
-
-
-@pytest.fixture
-def sc(
-    make_proxy: Callable[..., ProxyServer],
-    sim: SimServer,
-    clients: Callable[[ProxyServer], Client],
-    store: dict[str, str],
-) -> Client:
-    return clients(make_proxy(**store))
-
 
 # -- input items ------------------------------------------------------------------
 
