@@ -27,7 +27,7 @@ from .errors import ProxyError
 from .logs import REQUEST_ID
 from .messages import MESSAGES
 from .metrics import Tracker
-from .request import presented_key
+from .request import Plan, presented_key
 from .responses import RESPONSES, background, stored_response
 from .service import Proxy, pump
 from .sessions import scope_for
@@ -138,10 +138,7 @@ async def _respond(
             await sessions.repair(ctx, plan.backend_body["messages"])
             save = functools.partial(sessions.save, ctx)
         if getattr(plan.extra, "background", False):
-            # The run keeps the key's slot until it ends, not until this answer has gone.
-            answer = await background.start(proxy, plan, scope, rid, tracker, list(slot), save)
-            slot.clear()
-            return answer
+            return await _in_background(proxy, plan, scope, rid, tracker, slot, save)
         resp = await proxy.open(plan)
     except ProxyError as err:
         _failed(tracker, err, backend=bool(err.code and err.code.startswith("backend_")))
@@ -173,6 +170,21 @@ async def _respond(
     content = result.body(turn, shaper.calls)
     await dialect.keep(plan, proxy, scope, result)
     return Response(content, media_type="application/json", headers=_id_headers(dialect, rid))
+
+
+async def _in_background(
+    proxy: Proxy,
+    plan: Plan,
+    scope: str,
+    rid: str,
+    tracker: Tracker,
+    slot: list[Callable[[], None]],
+    save: Callable[[StoredTurn], Awaitable[None]] | None,
+) -> Response | SSEResponse:
+    """Start a background run (Responses ``background: true``) and answer at once."""
+    answer = await background.start(proxy, plan, scope, rid, tracker, list(slot), save)
+    slot.clear()  # the run keeps the key's slot until it ends, not until this answer has gone
+    return answer
 
 
 async def chat_completions(request: Request) -> Response:

@@ -72,11 +72,7 @@ def check(text: str) -> Checked:
     assert events, "no events"
     if events[0]["sequence_number"] > 0:
         return _check_tail(events)
-    assert events[0]["type"] == "response.created", "the first event must be response.created"
-    assert events[1]["type"] == "response.in_progress"
-    rid = events[0]["response"]["id"]
-    assert events[0]["response"]["status"] == "in_progress"
-    assert events[0]["response"]["output"] == []
+    rid = _check_start(events)
     done: list[dict[str, Any]] = []
     deltas: dict[str, int] = {}
     item: dict[str, Any] | None = None  # the open item, as added
@@ -138,6 +134,15 @@ def check(text: str) -> Checked:
         stage = _next_stage(kind, stage)
     assert terminal is not None, "no terminal event"
     return Checked(events, terminal, done, deltas)
+
+
+def _check_start(events: list[dict[str, Any]]) -> str:
+    """The response id, once the stream is seen to start as it must."""
+    assert events[0]["type"] == "response.created", "the first event must be response.created"
+    assert events[1]["type"] == "response.in_progress"
+    assert events[0]["response"]["status"] == "in_progress"
+    assert events[0]["response"]["output"] == []
+    return str(events[0]["response"]["id"])
 
 
 def _check_tail(events: list[dict[str, Any]]) -> Checked:
