@@ -99,12 +99,12 @@ def store(
 
 
 @pytest.fixture
-def clients() -> Iterator[Callable[[Any], Client]]:
+def open_client() -> Iterator[Callable[..., Client]]:
     """Responses clients on proxies; every stream they read is grammar-checked at the end."""
     made: list[Client] = []
 
-    def make(server: Any) -> Client:
-        made.append(Client(server))
+    def make(server: Any, key: str = "unused") -> Client:
+        made.append(Client(server, key))
         return made[-1]
 
     yield make
@@ -117,8 +117,8 @@ def clients() -> Iterator[Callable[[Any], Client]]:
 def sc(
     make_proxy: Callable[..., ProxyServer],
     sim: SimServer,
-    clients: Callable[[Any], Client],
+    open_client: Callable[..., Client],
     store: dict[str, str],
 ) -> Client:
     """A Responses client on a proxy with each records store in turn."""
-    return clients(make_proxy(**store))
+    return open_client(make_proxy(**store))

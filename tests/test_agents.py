@@ -1,6 +1,7 @@
 """The OpenAI Agents SDK on the Responses API: a function tool really called, through the proxy.
 
-``Runner.run`` posts non-streamed ``/v1/responses``; ``Runner.run_streamed`` streams. Both go
+``Runner.run`` posts non-streamed ``/v1/responses``; ``Runner.run_streamed`` streams (also as
+background runs); conversations keep the history on the proxy. All go
 through ``OpenAIResponsesModel`` pointed at the proxy, with tracing off (it would export to
 OpenAI). Every stream is checked by the event-grammar checker.
 """
@@ -13,14 +14,14 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from agents import Agent, OpenAIResponsesModel, RunConfig, Runner, function_tool
+from agents import Agent, ModelSettings, OpenAIResponsesModel, RunConfig, Runner, function_tool
 
 from proxy.sim import SimServer
 from tests.responses_grammar import AsyncRecording, check
 from tests.servers import ProxyServer
 
 
-def _agent(calls: list[str], client: openai.AsyncOpenAI) -> Agent[Any]:
+def _agent(calls: list[str], client: openai.AsyncOpenAI, **settings: Any) -> Agent[Any]:
     @function_tool
     def get_weather(city: str) -> str:
         """The weather in a city."""
@@ -28,17 +29,24 @@ def _agent(calls: list[str], client: openai.AsyncOpenAI) -> Agent[Any]:
         return f"Sunny in {city}"
 
     model = OpenAIResponsesModel(model="minimax-m2", openai_client=client)
-    return Agent(name="forecaster", instructions="Use tools.", tools=[get_weather], model=model)
+    return Agent(
+        name="forecaster",
+        instructions="Use tools.",
+        tools=[get_weather],
+        model=model,
+        model_settings=ModelSettings(**settings),
+    )
 
 
 def _sent(sim: SimServer) -> list[dict[str, Any]]:
     return [r.body for r in sim.requests if r.path == "/v1/chat/completions"]
 
 
-@pytest.mark.parametrize("streamed", [False, True])
-def test_agent_runs_a_function_tool(
-    proxy_server: ProxyServer, sim: SimServer, streamed: bool
-) -> None:
+@pytest.mark.parametrize("mode", ["run", "streamed", "background"])
+def test_agent_runs_a_function_tool(proxy_server: ProxyServer, sim: SimServer, mode: str) -> None:
+    """``background``: streamed with ``background: true``, so each turn is a background run
+    the SDK follows as it is generated."""
+    streamed = mode != "run"
     calls: list[str] = []
     recording = AsyncRecording()
     config = RunConfig(tracing_disabled=True)
@@ -50,7 +58,8 @@ def test_agent_runs_a_function_tool(
             max_retries=0,
             http_client=httpx.AsyncClient(transport=recording, timeout=30),
         ) as client:
-            agent = _agent(calls, client)
+            extra = {"background": True} if mode == "background" else None
+            agent = _agent(calls, client, extra_args=extra)
             if not streamed:
                 return await Runner.run(agent, "What is the weather?", run_config=config)
             result = Runner.run_streamed(agent, "What is the weather?", run_config=config)
@@ -70,7 +79,7 @@ def test_agent_runs_a_function_tool(
     assert second[3]["content"] == f"Sunny in {calls[0]}"
     assert len(recording.bodies) == (2 if streamed else 0)
     for body in recording.bodies:
-        check(body.decode())
+        assert check(body.decode()).response["background"] is (mode == "background")
 
 
 @pytest.mark.parametrize("how", ["session", "conversation_id"])

@@ -3,7 +3,6 @@ across two proxy processes sharing a store, and a restart or crash in the middle
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,10 +11,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from agents import Agent, ModelSettings, OpenAIResponsesModel, RunConfig, Runner, function_tool
 
 from proxy.sim import SimServer
-from tests.responses_grammar import AsyncRecording, check, events_of
+from tests.responses_grammar import check, events_of
 from tests.servers import ProxyServer
 from tests.test_operations import Spawned
 from tests.test_responses import WEATHER, Client
@@ -166,18 +164,29 @@ def spawn(sim: SimServer) -> Iterator[Callable[..., Spawned]]:
         s.stop()
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "redis"])
-def test_two_processes_share_a_run(
-    kind: str,
-    store_for: Callable[[str], dict[str, str]],
+Replicas = Callable[[dict[str, str]], tuple[Spawned, Client, Client]]
+
+
+@pytest.fixture
+def replicas(
     spawn: Callable[..., Spawned],
     make_proxy: Callable[..., ProxyServer],
-    clients: Callable[[Any], Client],
-    sim: SimServer,
+    open_client: Callable[..., Client],
+) -> Replicas:
+    """Two proxies on one store: (the other process, a client on it, a client on this one)."""
+
+    def make(env: dict[str, str]) -> tuple[Spawned, Client, Client]:
+        proc = spawn(**env)
+        return proc, open_client(proc), open_client(make_proxy(**env))
+
+    return make
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_two_processes_share_a_run(
+    kind: str, store_for: Callable[[str], dict[str, str]], replicas: Replicas, sim: SimServer
 ) -> None:
-    env = store_for(kind)
-    there = clients(spawn(**env))  # another process
-    here = clients(make_proxy(**env))
+    _, there, here = replicas(store_for(kind))
     r = there.sdk.responses.create(model="m", input="Hello" + SLOW, background=True)
     events = list(here.sdk.responses.retrieve(r.id, stream=True))  # followed live from here
     assert events[-1].type == "response.completed"
@@ -192,17 +201,11 @@ def test_two_processes_share_a_run(
 
 @pytest.mark.parametrize("how", ["restart", "crash"])
 def test_a_restart_or_a_crash_fails_the_run(
-    how: str,
-    store_for: Callable[[str], dict[str, str]],
-    spawn: Callable[..., Spawned],
-    make_proxy: Callable[..., ProxyServer],
-    clients: Callable[[Any], Client],
-    sim: SimServer,
+    how: str, store_for: Callable[[str], dict[str, str]], replicas: Replicas, sim: SimServer
 ) -> None:
     env = {**store_for("sqlite"), "BACKGROUND_LEASE_SECONDS": "1"}
-    here = clients(make_proxy(**env))
-    proc = spawn(**env)
-    rid = clients(proc).sdk.responses.create(model="m", input="Think" + ENDLESS, background=True).id
+    proc, there, here = replicas(env)
+    rid = there.sdk.responses.create(model="m", input="Think" + ENDLESS, background=True).id
     wait_for(lambda: here.sdk.responses.retrieve(rid).status == "in_progress", "running")
     if how == "restart":
         proc.stop()  # SIGTERM: the proxy marks its own runs
@@ -219,44 +222,3 @@ def test_a_restart_or_a_crash_fails_the_run(
     events = events_of(replayed(here, rid))
     assert events[-1]["type"] == "response.failed"
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
-
-
-def test_agents_sdk_streams_a_background_run(proxy_server: ProxyServer, sim: SimServer) -> None:
-    calls: list[str] = []
-
-    @function_tool
-    def get_weather(city: str) -> str:
-        """The weather in a city."""
-        calls.append(city)
-        return f"Sunny in {city}"
-
-    recording = AsyncRecording()
-
-    async def run() -> Any:
-        async with openai.AsyncOpenAI(
-            base_url=proxy_server.url + "/v1",
-            api_key="agents-bg",
-            max_retries=0,
-            http_client=httpx.AsyncClient(transport=recording, timeout=30),
-        ) as client:
-            model = OpenAIResponsesModel(model="minimax-m2", openai_client=client)
-            agent = Agent(
-                name="forecaster",
-                instructions="Use tools.",
-                tools=[get_weather],
-                model=model,
-                model_settings=ModelSettings(extra_args={"background": True}),
-            )
-            result = Runner.run_streamed(
-                agent, "What is the weather?", run_config=RunConfig(tracing_disabled=True)
-            )
-            async for _ in result.stream_events():
-                pass
-            return result
-
-    result = asyncio.run(run())
-    assert len(calls) == 1 and f"Sunny in {calls[0]}" in result.final_output
-    assert len(recording.bodies) == 2
-    for body in recording.bodies:
-        checked = check(body.decode())
-        assert checked.response["background"] is True

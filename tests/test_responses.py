@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -58,20 +58,6 @@ class Client:
     def check_all(self) -> None:
         for body in self.recording.bodies:
             check(body.decode())
-
-
-@pytest.fixture
-def open_client() -> Iterator[Callable[..., Client]]:
-    made: list[Client] = []
-
-    def make(server: ProxyServer, key: str = "unused") -> Client:
-        made.append(Client(server, key))
-        return made[-1]
-
-    yield make
-    for c in made:
-        c.sdk.close()
-        c.check_all()
 
 
 @pytest.fixture
