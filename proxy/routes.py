@@ -28,7 +28,7 @@ from .logs import REQUEST_ID
 from .messages import MESSAGES
 from .metrics import Tracker
 from .request import Plan, presented_key
-from .responses import RESPONSES, background, stored_response
+from .responses import RESPONSES, background
 from .service import Proxy, pump
 from .sessions import scope_for
 from .shape import Op, Shaper, new_id
@@ -39,7 +39,6 @@ from .turn import Turn
 __all__ = [
     "chat_completions",
     "count_tokens",
-    "delete_response",
     "dialect_error",
     "health",
     "messages",
@@ -246,33 +245,6 @@ async def ok(request: Request) -> Response:
 
 async def responses(request: Request) -> Response:
     return await respond(request, RESPONSES)
-
-
-async def delete_response(request: Request) -> Response:
-    record, rid = await _kept(request, delete=True)
-    if isinstance(record, Response):
-        return record
-    body = {"id": request.path_params["response_id"], "object": "response", "deleted": True}
-    return Response(_enc(body), media_type="application/json", headers={"x-request-id": rid})
-
-
-async def _kept(request: Request, delete: bool = False) -> tuple[Any, str]:
-    """The record of ``{response_id}`` for this API key (with ``delete``: True, once
-    forgotten), or the error response."""
-    proxy = _proxy(request)
-    rid = request_id(request)
-    response_id = request.path_params["response_id"]
-    try:
-        proxy.check_auth(request)
-        scope = scope_for(presented_key(request.headers))
-        # The record, or with ``delete`` whether there was one: one store call either way.
-        found = await stored_response(proxy, scope, response_id, delete)
-        if not found:
-            message = f"No response found with id '{response_id}'."
-            raise ProxyError(404, message, param="response_id")
-    except ProxyError as err:
-        return RESPONSES.error(err, rid), rid
-    return found, rid
 
 
 async def health(request: Request) -> Response:

@@ -222,3 +222,32 @@ def test_a_restart_or_a_crash_fails_the_run(
     events = events_of(replayed(here, rid))
     assert events[-1]["type"] == "response.failed"
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
+
+
+@pytest.mark.parametrize("where", ["here", "there"])
+def test_deleting_a_running_response_stops_it(
+    where: str, store_for: Callable[[str], dict[str, str]], replicas: Replicas, sim: SimServer
+) -> None:
+    _, there, here = replicas(store_for("sqlite"))
+    r = there.sdk.responses.create(model="m", input="Think" + ENDLESS, background=True)
+    wait_for(lambda: here.sdk.responses.retrieve(r.id).status == "in_progress", "running")
+    deleter = there if where == "there" else here  # the process running it, or another
+    assert deleter.sdk.responses.delete(r.id) is None
+    (backend,) = ended(sim)
+    assert backend.outcome == "client_closed"
+    # Nothing comes back: the run deleted what it wrote last.
+    wait_for(lambda: not [r for r in sim.requests if r.outcome == "pending"], "ended")
+    for c in (here, there):
+        with pytest.raises(openai.NotFoundError):
+            c.sdk.responses.retrieve(r.id)
+
+
+def test_another_key_cannot_touch_a_run(sc: Client) -> None:
+    r = sc.sdk.responses.create(model="m", input="Think" + ENDLESS, background=True)
+    other = openai.OpenAI(base_url=str(sc.sdk.base_url), api_key="other", max_retries=0)
+    with other:
+        for act in (other.responses.cancel, other.responses.delete, other.responses.retrieve):
+            with pytest.raises(openai.NotFoundError):
+                act(r.id)
+    assert sc.sdk.responses.retrieve(r.id).status in ("queued", "in_progress")
+    assert sc.sdk.responses.cancel(r.id).status == "cancelled"

@@ -125,14 +125,12 @@ async def chain_items(proxy: Proxy, scope: str, previous: str | None) -> list[An
     return items
 
 
-async def stored_response(proxy: Proxy, scope: str, response_id: str, delete: bool = False) -> Any:
-    """The kept ``{"response", "input"}`` record, or None; with ``delete``, forget it.
+async def stored_response(proxy: Proxy, scope: str, response_id: str) -> Any:
+    """The kept ``{"response", "input"}`` record, or None.
 
     Raises:
         ProxyError: 503 when the store does not answer (an unknown id is a 404, not this).
     """
-    if delete:
-        return await conversations.store_call(proxy.records.delete_record(scope, response_id))
     return await conversations.store_call(proxy.records.get_record(scope, response_id))
 
 

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
     from ..service import Proxy
 
-__all__ = ["cancel", "follow", "follower", "runs_of", "settle", "start"]
+__all__ = ["cancel", "follow", "follower", "forget", "runs_of", "settle", "start"]
 
 log = logging.getLogger("proxy")
 _enc = msgspec.json.Encoder().encode
@@ -62,11 +62,12 @@ _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 class Run:
     """One background run of this process; ``reason`` says why its task was cancelled."""
 
-    __slots__ = ("ending", "reason", "task")
+    __slots__ = ("ending", "reason", "scope", "task")
 
-    def __init__(self) -> None:
+    def __init__(self, scope: str) -> None:
+        self.scope = scope  # whose it is: another key can neither stop nor delete it
         self.task: asyncio.Task[None] | None = None
-        self.reason = ""  # "cancel" or "shutdown", set before the task is cancelled
+        self.reason = ""  # "cancel", "delete" or "shutdown", set before the task is cancelled
         self.ending = False  # generated: only the records are left to write
 
 
@@ -151,7 +152,7 @@ async def start(
     ttl = proxy.settings.responses_ttl_seconds
     await store_call(proxy.records.put_record(scope, writer.id, record, ttl))
     await store_call(proxy.records.put_record(scope, f"{writer.id}:beat", time.time(), ttl))
-    run = Run()
+    run = Run(scope)
     runs_of(proxy).running[writer.id] = run
     turn, shaper = proxy.turn(plan, rid, RESPONSES.name), RESPONSES.shaper(plan)
     job = _Job(proxy, plan, scope, writer, run)
@@ -205,9 +206,14 @@ class _Job:
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()  # this task ends normally: the run is over, not lost
-            status, info = 499, {"error": self.state.reason or "cancelled"}
-            events.add(writer.cancelled() if self.state.reason == "cancel" else self._stopped())
-            await self._put_final()
+            reason = self.state.reason
+            status, info = 499, {"error": reason or "cancelled"}
+            events.add(writer.cancelled() if reason in ("cancel", "delete") else self._stopped())
+            if reason != "delete":
+                await self._put_final()
+            else:  # deleted while it ran: what the watcher wrote last goes too
+                with contextlib.suppress(Exception):
+                    await self.proxy.records.delete_record(self.scope, writer.id)
         finally:
             await events.flush()
             runs_of(self.proxy).running.pop(writer.id, None)
@@ -265,8 +271,9 @@ class _Job:
                 next_beat = now + beat_every
                 await _put(proxy, scope, f"{rid}:beat", time.time())
             with contextlib.suppress(Exception):
-                if main is not None and await proxy.records.get_record(scope, f"{rid}:cancel"):
-                    self.state.reason = "cancel"
+                flag = await proxy.records.get_record(scope, f"{rid}:cancel")
+                if flag and main is not None:
+                    self.state.reason = "delete" if flag == "delete" else "cancel"
                     main.cancel()
                     return
 
@@ -298,16 +305,35 @@ async def settle(proxy: Proxy, scope: str, record: Any) -> Any:
     return record
 
 
+async def _stop_here(proxy: Proxy, scope: str, rid: str, reason: str) -> bool:
+    """Stop the run of ``rid`` if this process runs it for this key; False if not."""
+    run = runs_of(proxy).running.get(rid)
+    if run is None or run.task is None or run.scope != scope:
+        return False
+    if not run.ending:
+        run.reason = reason
+        run.task.cancel()
+    await asyncio.wait([run.task])
+    return True
+
+
+async def forget(proxy: Proxy, scope: str, rid: str) -> bool:
+    """Delete a kept response (False: there was none); its background run, if one is
+    going, is stopped first and leaves nothing behind."""
+    here = await _stop_here(proxy, scope, rid, "delete")
+    # A run stopped here has deleted its record itself.
+    deleted = await store_call(proxy.records.delete_record(scope, rid)) or here
+    if deleted and not here:  # perhaps running on another replica: it stops and deletes
+        ttl = proxy.settings.responses_ttl_seconds
+        await store_call(proxy.records.put_record(scope, f"{rid}:cancel", "delete", ttl))
+    return deleted
+
+
 async def cancel(proxy: Proxy, scope: str, record: Any) -> Any:
     """Stop a background run; the response as it ended (a finished one as it was)."""
     rid = record["response"]["id"]
-    run = runs_of(proxy).running.get(rid)
-    if run is not None and run.task is not None:
-        if not run.ending:
-            run.reason = "cancel"
-            run.task.cancel()
-        await asyncio.wait([run.task])
-    elif record["response"]["status"] in _LIVE:
+    here = await _stop_here(proxy, scope, rid, "cancel")
+    if not here and record["response"]["status"] in _LIVE:
         ttl = proxy.settings.responses_ttl_seconds
         await store_call(proxy.records.put_record(scope, f"{rid}:cancel", True, ttl))
     for _ in range(_CANCEL_WAIT):

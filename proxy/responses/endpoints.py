@@ -29,6 +29,7 @@ __all__ = [
     "create_conversation",
     "delete_conversation",
     "delete_conversation_item",
+    "delete_response",
     "get_conversation",
     "get_conversation_item",
     "get_response",
@@ -92,6 +93,14 @@ async def get_response(request: Request, proxy: Proxy, scope: str) -> Any:
         raise ProxyError(400, "starting_after must be a sequence number", param="starting_after")
     headers = {"x-request-id": request_id(request)}
     return background.follower(proxy, scope, response_id, int(after), headers)
+
+
+@api
+async def delete_response(request: Request, proxy: Proxy, scope: str) -> Any:
+    response_id = request.path_params["response_id"]
+    if not await background.forget(proxy, scope, response_id):
+        raise ProxyError(404, f"No response found with id '{response_id}'.", param="response_id")
+    return {"id": response_id, "object": "response", "deleted": True}
 
 
 @api
