@@ -198,7 +198,8 @@ class _Job:
             assert writer.final is not None
             await keep_response(self.proxy, self.scope, self.plan.extra, writer.final)
             events.add(end)
-        except ProxyError as err:
+        except Exception as exc:  # a backend failure (ProxyError), or a fault of ours
+            err = exc if isinstance(exc, ProxyError) else _internal(exc)
             status, info = err.status, {"error": err.code or err.message}
             events.add(writer.error(err))
             await self._put_final()
@@ -276,6 +277,11 @@ class _Job:
                     self.state.reason = "delete" if flag == "delete" else "cancel"
                     main.cancel()
                     return
+
+
+def _internal(exc: Exception) -> ProxyError:
+    log.error("background run failed", exc_info=exc)
+    return ProxyError(500, "internal proxy error; see the proxy log")
 
 
 async def _put(proxy: Proxy, scope: str, key: str, value: Any) -> None:
