@@ -29,6 +29,7 @@ from .messages import MESSAGES
 from .metrics import Tracker
 from .request import Plan, presented_key
 from .responses import RESPONSES, background
+from .routing import route_plan
 from .service import Proxy, pump
 from .sessions import scope_for
 from .shape import Op, Shaper, new_id
@@ -136,6 +137,7 @@ async def _respond(
             ctx = sessions.context(request, body, scope)
             await sessions.repair(ctx, plan.backend_body["messages"])
             save = functools.partial(sessions.save, ctx)
+        route_plan(plan, request, body, key, settings)
         if getattr(plan.extra, "background", False):
             return await _in_background(proxy, plan, scope, rid, tracker, slot, save)
         resp = await proxy.open(plan)

@@ -64,7 +64,9 @@ class Responses:
         """Put the history of ``previous_response_id`` or ``conversation`` before the input."""
         echo: Echo = plan.extra
         if echo.previous is not None:
-            carried = await chain_items(proxy, scope, echo.previous)
+            carried, route = await chain_items(proxy, scope, echo.previous)
+            # A routing key kept with the chain's first turn keeps the conversation on its replica.
+            plan.route = route
         elif echo.conversation is not None:
             carried = (await conversations.load(proxy, scope, echo.conversation, "conversation"))[
                 "items"
@@ -74,18 +76,18 @@ class Responses:
         plan.backend_body["messages"] = history_messages(carried + echo.items, echo, proxy.settings)
 
     async def keep(self, plan: Plan, proxy: Proxy, scope: str, answer: Any) -> None:
-        echo: Echo = plan.extra
         final = getattr(answer, "final", None)
         if final is None:
             return
-        await keep_response(proxy, scope, echo, final)
+        await keep_response(proxy, scope, plan, final)
 
 
-async def keep_response(proxy: Proxy, scope: str, echo: Echo, final: dict[str, Any]) -> None:
+async def keep_response(proxy: Proxy, scope: str, plan: Plan, final: dict[str, Any]) -> None:
     """Keep a finished response (unless ``store`` is false) and extend its conversation.
 
     A store outage never fails the answer itself: it is logged.
     """
+    echo: Echo = plan.extra
     try:
         kept = normalised(echo.items)  # ids made once: the conversation and the record agree
         if echo.conversation is not None:
@@ -93,14 +95,19 @@ async def keep_response(proxy: Proxy, scope: str, echo: Echo, final: dict[str, A
             await conversations.add_items(proxy, scope, echo.conversation, added, "conversation")
         if echo.store:
             record = {"response": final, "input": kept}
+            if plan.route is not None:
+                record["route"] = plan.route
             ttl = proxy.settings.responses_ttl_seconds
             await proxy.records.put_record(scope, final["id"], record, ttl)
     except Exception as exc:
         log.warning("could not keep response %s: %s", final["id"], exc)
 
 
-async def chain_items(proxy: Proxy, scope: str, previous: str | None) -> list[Any]:
-    """The items a ``previous_response_id`` chain carries, oldest first.
+async def chain_items(
+    proxy: Proxy, scope: str, previous: str | None
+) -> tuple[list[Any], str | None]:
+    """The items a ``previous_response_id`` chain carries, oldest first, and the routing
+    key its first turn was sent with (None if it kept none).
 
     Raises:
         ProxyError: 404 ``previous_response_not_found`` for a missing link.
@@ -122,7 +129,7 @@ async def chain_items(proxy: Proxy, scope: str, previous: str | None) -> list[An
     for record in reversed(chain):
         items += record["input"]
         items += record["response"]["output"]
-    return items
+    return items, (chain[-1].get("route") or None) if chain else None
 
 
 async def stored_response(proxy: Proxy, scope: str, response_id: str) -> Any:

@@ -196,7 +196,7 @@ class _Job:
                 await asyncio.gather(watcher, return_exceptions=True)
             end = writer.end(turn, shaper.calls)
             assert writer.final is not None
-            await keep_response(self.proxy, self.scope, self.plan.extra, writer.final)
+            await keep_response(self.proxy, self.scope, self.plan, writer.final)
             events.add(end)
         except Exception as exc:  # a backend failure (ProxyError), or a fault of ours
             err = exc if isinstance(exc, ProxyError) else _internal(exc)

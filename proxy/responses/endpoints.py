@@ -116,7 +116,7 @@ async def input_items(request: Request, proxy: Proxy, scope: str) -> Any:
     """What a response was given: the items its ``previous_response_id`` chain carried,
     then its own input."""
     record = await kept(proxy, scope, request.path_params["response_id"])
-    carried = await chain_items(proxy, scope, record["response"].get("previous_response_id"))
+    carried, _ = await chain_items(proxy, scope, record["response"].get("previous_response_id"))
     return page(carried + record["input"], request.query_params, before=True)
 
 
