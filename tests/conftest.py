@@ -13,6 +13,17 @@ from tests.servers import Background, ProxyServer, settings_for
 from tests.test_responses import Client
 from tests.test_sessions import need_redis
 
+AGENTS = Path(__file__).parent / "agents"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """tests/agents (real agent CLIs, installed first) runs only when named: make test-agents."""
+    if collection_path != AGENTS:
+        return None
+    here = config.invocation_params.dir
+    named = ((here / arg.split("::")[0]).resolve() for arg in config.args)
+    return not any(path == AGENTS or AGENTS in path.parents for path in named)
+
 
 @pytest.fixture(scope="session")
 def bg() -> Iterator[Background]:
