@@ -161,6 +161,7 @@ class Settings:
     responses_reasoning: str = _opt(_choice("summary", "raw"), "RESPONSES_REASONING")
     responses_ttl_seconds: int = _opt(_int(1), "RESPONSES_TTL_SECONDS")
     responses_store_bytes: int = _opt(_int(0), "RESPONSES_STORE_MAX_BYTES")
+    background_lease_seconds: float = _opt(_positive_float, "BACKGROUND_LEASE_SECONDS")
     event_loop: str = _opt(_choice("auto", "uvloop", "asyncio"), "EVENT_LOOP")
 
     @classmethod
@@ -236,6 +237,7 @@ _DEFAULTS: dict[str, str] = {
     "RESPONSES_REASONING": "summary",
     "RESPONSES_TTL_SECONDS": "3600",
     "RESPONSES_STORE_MAX_BYTES": "67108864",
+    "BACKGROUND_LEASE_SECONDS": "30",
     "EVENT_LOOP": "auto",
 }
 

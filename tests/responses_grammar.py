@@ -6,7 +6,9 @@ items one at a time (``output_item.added`` → part added → deltas → ``.done
 ``output_item.done`` with the whole item); ``output_index`` the item's position;
 ``sequence_number`` 0, 1, 2, …; text in ``.done`` events equal to the deltas joined;
 one terminal event last, whose ``output`` holds exactly the items done. Keep-alive
-``response.in_progress`` events may come anywhere before the end.
+``response.in_progress`` events may come anywhere before the end. A stream that starts
+after 0 is a background run resumed with ``starting_after``: its events must number on
+and end in one terminal event.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ _TERMINAL = {
     "response.completed": "completed",
     "response.incomplete": "incomplete",
     "response.failed": "failed",
+    "response.cancelled": "cancelled",  # a cancelled background response
 }
 _DELTAS = {
     "message": ("response.output_text.delta", "response.output_text.done"),
@@ -67,11 +70,9 @@ def events_of(text: str) -> list[dict[str, Any]]:
 def check(text: str) -> Checked:
     events = events_of(text)
     assert events, "no events"
-    assert events[0]["type"] == "response.created", "the first event must be response.created"
-    assert events[1]["type"] == "response.in_progress"
-    rid = events[0]["response"]["id"]
-    assert events[0]["response"]["status"] == "in_progress"
-    assert events[0]["response"]["output"] == []
+    if events[0]["sequence_number"] > 0:
+        return _check_tail(events)
+    rid = _check_start(events)
     done: list[dict[str, Any]] = []
     deltas: dict[str, int] = {}
     item: dict[str, Any] | None = None  # the open item, as added
@@ -91,7 +92,9 @@ def check(text: str) -> Checked:
             terminal = ev["response"]
             assert terminal["id"] == rid and terminal["status"] == _TERMINAL[kind]
             assert terminal["output"] == done, f"{where}: output differs from the items done"
-            if kind != "response.failed":
+            if kind == "response.cancelled":
+                assert terminal["background"] is True, "only background responses are cancelled"
+            elif kind != "response.failed":
                 usage = terminal["usage"]
                 for key in ("input_tokens", "output_tokens", "total_tokens"):
                     assert isinstance(usage[key], int)
@@ -131,6 +134,27 @@ def check(text: str) -> Checked:
         stage = _next_stage(kind, stage)
     assert terminal is not None, "no terminal event"
     return Checked(events, terminal, done, deltas)
+
+
+def _check_start(events: list[dict[str, Any]]) -> str:
+    """The response id, once the stream is seen to start as it must."""
+    assert events[0]["type"] == "response.created", "the first event must be response.created"
+    assert events[1]["type"] == "response.in_progress"
+    assert events[0]["response"]["status"] == "in_progress"
+    assert events[0]["response"]["output"] == []
+    return str(events[0]["response"]["id"])
+
+
+def _check_tail(events: list[dict[str, Any]]) -> Checked:
+    """A background stream resumed after a sequence number (``starting_after``): the
+    events that follow, numbered on from there, ending in one terminal event."""
+    first = events[0]["sequence_number"]
+    for n, ev in enumerate(events):
+        assert ev["sequence_number"] == first + n, f"{ev['type']}: sequence_number"
+        assert ev["type"] != "response.created", "response.created in a resumed stream"
+    ends = [ev for ev in events if ev["type"] in _TERMINAL]
+    assert ends == [events[-1]], "one terminal event, last"
+    return Checked(events, events[-1]["response"])
 
 
 def _next_stage(kind: str, stage: str) -> str:
