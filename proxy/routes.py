@@ -128,7 +128,8 @@ async def _respond(
         body = await proxy.read_json(request)
         plan = dialect.plan(body, settings, await proxy.models.route(_model_of(body)))
         tracker = Tracker(request.url.path, dialect.name, plan.stream, rid, key)
-        slot.append(proxy.keys.acquire(key))
+        lease = await proxy.limits.acquire(key)
+        slot.append(lease.release)
         scope = scope_for(presented_key(request.headers))
         await dialect.prepare(plan, proxy, scope)
         if plan.foreign_thinking:
@@ -143,6 +144,7 @@ async def _respond(
         _failed(tracker, err, backend=bool(err.code and err.code.startswith("backend_")))
         return dialect.error(err, rid)
     turn = proxy.turn(plan, rid, dialect.name)
+    lease.tokens = lambda: turn.prompt_tokens + turn.completion_tokens  # counted against tpm
     shaper = dialect.shaper(plan)
     if plan.stream:
         writer = dialect.stream(plan, settings)
