@@ -146,11 +146,11 @@ class LocalLimits:
         limits = self._limits_of(name)
         if limits is None:
             return Lease()
-        return local_lease(self._counts, name, limits, limits)
+        return local_lease(self._counts, name, limits)
 
 
-def local_lease(counts: Counts, name: str, limits: KeyLimits, shown: KeyLimits) -> Lease:
+def local_lease(counts: Counts, name: str, limits: KeyLimits) -> Lease:
     refused = counts.admit(name, limits)
     if refused is not None:
-        raise refusal(name, shown, *refused)
+        raise refusal(name, limits, *refused)
     return Lease(lambda tokens: counts.end(name, tokens))

@@ -136,7 +136,7 @@ class RedisLimits:
                 code="limits_unavailable",
                 retry_after="1",
             )
-        return local_lease(self._local, name, limits.shared(self._share), limits)
+        return local_lease(self._local, name, limits.shared(self._share))
 
     def _failed(self, exc: BaseException) -> None:
         self._down_until = asyncio.get_running_loop().time() + _RETRY_DOWN
