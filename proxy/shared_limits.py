@@ -64,6 +64,11 @@ class RedisLimits:
             await asyncio.wait(self._tasks, timeout=2 * _TIMEOUT)
         await self._redis.aclose()
 
+    async def settle(self) -> None:
+        """Wait for the removals and token counts sent in the background so far."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks))
+
     async def acquire(self, name: str) -> Lease:
         """Admit one request of key ``name``.
 
