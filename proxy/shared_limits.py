@@ -1,7 +1,8 @@
 """Per-key limits shared by every worker and replica through Redis (``LIMITS_BACKEND=redis``).
 
 See :mod:`proxy.limits` for what is counted. Round trips: one ``EVALSHA`` to
-admit a request; one pipeline when it ends (remove its id, add its tokens),
+admit a request (the admissions asked for in one turn of the event loop share
+one pipeline, so a burst of requests costs one round trip); one pipeline when it ends (remove its id, add its tokens),
 sent in the background, off the response's path; one pipeline every third of
 ``LIMIT_LEASE_SECONDS`` per process to renew the leases of all its requests
 in flight, however many.
@@ -11,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import redis.asyncio as redis
+from redis.exceptions import NoScriptError
 
 from . import metrics
 from .config import Settings
@@ -44,7 +47,9 @@ class RedisLimits:
         self._lease_ms = int(settings.limit_lease_seconds * 1000)
         self._reject = settings.limits_on_redis_error == "reject"
         self._share = settings.limit_local_share
-        self._admit = self._redis.register_script(_ADMIT)
+        self._admit_sha = hashlib.sha1(_ADMIT.encode()).hexdigest()
+        # Admissions asked for in one turn of the event loop go out in one pipeline.
+        self._queue: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
         self._held: dict[str, dict[str, None]] = {}  # in-flight set -> ids held by this process
         self._local = Counts()  # used only while Redis is down, with LIMITS_ON_REDIS_ERROR=local
         self._down_until = 0.0  # loop time before which Redis is not tried again
@@ -86,14 +91,10 @@ class RedisLimits:
         rid = uuid.uuid4().hex
         counts = [limits.max_concurrent or 0, limits.rpm or 0, limits.tpm or 0]
         try:
-            answer = await self._admit(keys=keys, args=[rid, *counts, self._lease_ms, _WINDOW_KEEP])
+            answer = await self._admit(keys, [rid, *counts, self._lease_ms, _WINDOW_KEEP])
         except _ERRORS as exc:
             self._failed(exc)
             return self._without_redis(name, limits)
-        except BaseException:
-            # Cancelled mid-call: the id may have been added; take it out again.
-            self._spawn(self._forget(keys[0], rid))
-            raise
         self._recovered()
         if not answer[0]:
             raise refusal(name, limits, answer[1].decode(), int(answer[2]))
@@ -101,6 +102,43 @@ class RedisLimits:
         if held is not None:
             held[rid] = None
         return Lease(lambda tokens: self._end(keys, rid, limits, tokens))
+
+    async def _admit(self, keys: list[str], args: list[Any]) -> Any:
+        """The admission script's answer, sent with the others of this loop turn."""
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((keys, args, future))
+        if len(self._queue) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        batch, self._queue = self._queue, []
+        self._spawn(self._send(batch))
+
+    async def _send(self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]]) -> None:
+        try:
+            answers = await self._pipeline(batch)
+        except _ERRORS as exc:
+            answers = [exc] * len(batch)
+        for (keys, args, future), answer in zip(batch, answers, strict=True):
+            if future.cancelled():  # its request is gone: give back what it was given
+                if isinstance(answer, list) and answer[0]:
+                    await self._forget(keys[0], args[0])
+            elif isinstance(answer, BaseException):
+                future.set_exception(answer)
+            else:
+                future.set_result(answer)
+
+    async def _pipeline(self, batch: list[tuple[list[str], list[Any], Any]]) -> list[Any]:
+        for _ in range(2):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for keys, args, _future in batch:
+                    pipe.evalsha(self._admit_sha, len(keys), *keys, *args)
+                answers: list[Any] = await pipe.execute(raise_on_error=False)
+            if not any(isinstance(a, NoScriptError) for a in answers):
+                break
+            await self._redis.script_load(_ADMIT)  # a new or flushed Redis: load, send again
+        return answers
 
     async def _forget(self, key: str, rid: str) -> None:
         with contextlib.suppress(*_ERRORS):
