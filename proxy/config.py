@@ -99,6 +99,17 @@ def _optional(value: str) -> str | None:
     return value.strip() or None
 
 
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _header_name(value: str) -> str | None:
+    """An HTTP header name, or None when empty (no header)."""
+    name = value.strip()
+    if name and not set(name) <= _TOKEN:
+        raise ValueError("expected an HTTP header name (letters, digits, '-'), or empty for none")
+    return name or None
+
+
 def _opt(parse: Callable[[str], Any], env: str, help: str = "") -> Any:
     return field(metadata={"parse": parse, "env": env, "help": help})
 
@@ -117,6 +128,7 @@ class Settings:
     backend_model: str | None = _opt(_optional, "BACKEND_MODEL")
     backend_tool_choice: str = _opt(_choice("auto-detect", "none", "omit"), "BACKEND_TOOL_CHOICE")
     backend_images: str = _opt(_choice("text", "pass"), "BACKEND_IMAGES")
+    backend_routing_header: str | None = _opt(_header_name, "BACKEND_ROUTING_HEADER")
     model_aliases: tuple[str, ...] = _opt(_alias_names, "MODEL_ALIASES")
     # The same variable, its ``alias=backend-model`` entries.
     model_alias_targets: tuple[tuple[str, str], ...] = _opt(_alias_targets, "MODEL_ALIASES")
@@ -198,6 +210,7 @@ _DEFAULTS: dict[str, str] = {
     "BACKEND_MODEL": "",
     "BACKEND_TOOL_CHOICE": "auto-detect",
     "BACKEND_IMAGES": "text",
+    "BACKEND_ROUTING_HEADER": "X-SMG-Routing-Key",
     "MODEL_ALIASES": "minimax-m2,MiniMax-M2",
     "MODEL_REFRESH_SECONDS": "300",
     "FORWARD_OPTIONS": "",

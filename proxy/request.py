@@ -161,6 +161,7 @@ class Plan:
     stop_sequences: tuple[str, ...] = ()
     foreign_thinking: int = 0  # Anthropic thinking blocks this proxy did not sign
     extra: Any = None  # what one dialect alone needs to answer (Responses: its echo fields)
+    route: str | None = None  # the routing key sent to the backend (see proxy.routing)
 
 
 def backend_body(

@@ -29,6 +29,7 @@ from .messages import MESSAGES
 from .metrics import Tracker
 from .request import presented_key
 from .responses import RESPONSES, stored_response
+from .routing import route_plan
 from .service import Proxy, pump
 from .sessions import scope_for
 from .shape import Op, Shaper, new_id
@@ -139,6 +140,7 @@ async def _respond(
             ctx = sessions.context(request, body, scope)
             await sessions.repair(ctx, plan.backend_body["messages"])
             save = functools.partial(sessions.save, ctx)
+        route_plan(plan, request, body, key, settings)
         resp = await proxy.open(plan)
     except ProxyError as err:
         _failed(tracker, err, backend=bool(err.code and err.code.startswith("backend_")))

@@ -136,14 +136,16 @@ class Proxy:
         """Open the backend stream; a refusal of tools is retried here, before any byte
         goes to the client (see :mod:`proxy.tool_mode`)."""
         assert self.session is not None
+        name = self.settings.backend_routing_header
+        route = {name: plan.route} if name and plan.route else {}
         body = self.tool_mode.body(plan.backend_body)
         try:
-            return await upstream.open_stream(self.session, self.settings, body)
+            return await upstream.open_stream(self.session, self.settings, body, route)
         except ProxyError as err:
             if not self.tool_mode.refused(body, err):
                 raise
         body = self.tool_mode.body(plan.backend_body)
-        return await upstream.open_stream(self.session, self.settings, body)
+        return await upstream.open_stream(self.session, self.settings, body, route)
 
     async def count_tokens(self, plan: Plan) -> int:
         assert self.session is not None

@@ -34,7 +34,7 @@ from .request import think_content
 from .shape import CALL_ARGS, CALL_END, CALL_START, REASONING, TEXT, THINK_CLOSE, THINK_OPEN, Op
 from .store import Store, StoredTurn
 
-__all__ = ["Recorder", "SessionContext", "Sessions", "scope_for"]
+__all__ = ["Recorder", "SessionContext", "Sessions", "scope_for", "session_id"]
 
 log = logging.getLogger("proxy.sessions")
 _STORE_TIMEOUT = 3.0
@@ -95,6 +95,19 @@ class Recorder:
         return {"reasoning": reasoning, "content": text, "tool_calls": calls}
 
 
+def session_id(request: Request, body: Any) -> str | None:
+    """The proxy's session id of a request (``X-Session-Id``, ``?conversation_id=`` or a body
+    ``conversation_id``), unchecked; None without one."""
+    session = request.headers.get("x-session-id") or request.query_params.get("conversation_id")
+    if session is None and isinstance(body, dict):
+        found = body.get("conversation_id")
+        extra = body.get("extra_body")
+        if found is None and isinstance(extra, dict):
+            found = extra.get("conversation_id")
+        session = found if isinstance(found, str) else None
+    return session
+
+
 def scope_for(api_key: str) -> str:
     """The store namespace of one API key (hashed: the store never holds keys)."""
     return hashlib.sha256(api_key.encode()).hexdigest()[:32]
@@ -121,13 +134,7 @@ class Sessions:
 
     def context(self, request: Request, body: Any, scope: str) -> SessionContext:
         """The session of a request whose API key's store scope is ``scope`` (scope_for)."""
-        session = request.headers.get("x-session-id") or request.query_params.get("conversation_id")
-        if session is None and isinstance(body, dict):
-            found = body.get("conversation_id")
-            extra = body.get("extra_body")
-            if found is None and isinstance(extra, dict):
-                found = extra.get("conversation_id")
-            session = found if isinstance(found, str) else None
+        session = session_id(request, body)
         if session is not None and not 0 < len(session) <= _MAX_SESSION_ID:
             raise ProxyError(400, f"session id must be 1 to {_MAX_SESSION_ID} characters")
         return SessionContext(scope, session)

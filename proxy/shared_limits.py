@@ -2,10 +2,10 @@
 
 See :mod:`proxy.limits` for what is counted. Round trips: one ``EVALSHA`` to
 admit a request (the admissions asked for in one turn of the event loop share
-one pipeline, so a burst of requests costs one round trip); one pipeline when it ends (remove its id, add its tokens),
-sent in the background, off the response's path; one pipeline every third of
-``LIMIT_LEASE_SECONDS`` per process to renew the leases of all its requests
-in flight, however many.
+one pipeline, so a burst of requests costs one round trip); one pipeline when
+it ends (remove its id, add its tokens), sent in the background, off the
+response's path; one pipeline every third of ``LIMIT_LEASE_SECONDS`` per
+process to renew the leases of all its requests in flight, however many.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -99,25 +100,34 @@ def backend_headers(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 async def open_stream(
-    session: aiohttp.ClientSession, settings: Settings, body: dict[str, Any]
+    session: aiohttp.ClientSession,
+    settings: Settings,
+    body: dict[str, Any],
+    extra: Mapping[str, str] | None = None,
 ) -> aiohttp.ClientResponse:
-    """Send the request; return the response once the backend accepted it.
+    """Send the request (with ``extra`` headers); return the response once the backend
+    accepted it.
+
+    A connection that fails before the backend answered is tried once more: nothing has
+    reached the client, and behind a router or load balancer the second attempt may reach
+    another replica (a pooled connection the backend had closed fails the same way). Once
+    the backend answered, nothing is ever sent again.
 
     Raises:
         ProxyError: 502 unreachable, 504 timeout, or the backend's own error mapped.
     """
     headers = backend_headers(settings, accept="text/event-stream")
-    timeout = aiohttp.ClientTimeout(
-        total=None,
-        connect=settings.backend_connect_timeout,
-        sock_read=settings.backend_idle_timeout,
-    )
-    url = settings.backend_url + "/v1/chat/completions"
+    if extra:
+        headers.update(extra)
+    data = _encode(body)
     try:
-        data = _encode(body)
-        # aiohttp writes large bytes in one go (and warns); a file object goes out in pieces.
-        payload: bytes | io.BytesIO = data if len(data) < _LARGE_BODY else io.BytesIO(data)
-        resp = await session.post(url, data=payload, headers=headers, timeout=timeout)
+        try:
+            resp = await _post(session, settings, data, headers)
+        except aiohttp.ClientConnectionError as exc:
+            if isinstance(exc, aiohttp.ServerTimeoutError):
+                raise
+            log.warning("the backend connection failed before an answer (%s); trying again", exc)
+            resp = await _post(session, settings, data, headers)
     except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise ProxyError(504, "the backend did not answer in time", code="backend_timeout") from exc
     except aiohttp.ClientError as exc:
@@ -133,6 +143,20 @@ async def open_stream(
             resp.close()
         raise backend_error(resp.status, raw, resp.headers.get("retry-after"))
     return resp
+
+
+async def _post(
+    session: aiohttp.ClientSession, settings: Settings, data: bytes, headers: dict[str, str]
+) -> aiohttp.ClientResponse:
+    timeout = aiohttp.ClientTimeout(
+        total=None,
+        connect=settings.backend_connect_timeout,
+        sock_read=settings.backend_idle_timeout,
+    )
+    # aiohttp writes large bytes in one go (and warns); a file object goes out in pieces.
+    payload: bytes | io.BytesIO = data if len(data) < _LARGE_BODY else io.BytesIO(data)
+    url = settings.backend_url + "/v1/chat/completions"
+    return await session.post(url, data=payload, headers=headers, timeout=timeout)
 
 
 def backend_error(status: int, raw: bytes, retry_after: str | None = None) -> ProxyError:

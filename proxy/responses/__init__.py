@@ -76,6 +76,8 @@ class Responses:
                 )
             chain.append(record)
             wanted = record["response"].get("previous_response_id")
+        # A routing key kept with the chain's first turn keeps the conversation on its replica.
+        plan.route = chain[-1].get("route") or None
         items: list[Any] = []
         for record in reversed(chain):
             items += record["input"]
@@ -88,6 +90,8 @@ class Responses:
         if not echo.store or final is None:
             return
         record = {"response": final, "input": echo.items}
+        if plan.route is not None:
+            record["route"] = plan.route
         try:
             await proxy.records.put_record(
                 scope, final["id"], record, proxy.settings.responses_ttl_seconds

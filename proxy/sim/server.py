@@ -30,7 +30,8 @@ that produced it.
 
 Prefix cache: like vLLM's automatic prefix caching, the rendered prompt is hashed in blocks of
 ``cache_block`` tokens; blocks a previous request already had count as
-``usage.prompt_tokens_details.cached_tokens``.
+``usage.prompt_tokens_details.cached_tokens``. Each server (a replica) has its own cache of at
+most ``cache_blocks`` blocks, least recently used out first.
 
 Directives in the last user message (or a later tool message) override the server options for
 one request: ``SIM_FAULT:<name|none>``, ``SIM_RATE:<tokens/s>``, ``SIM_TOKEN_CHARS:<n>``,
@@ -116,6 +117,9 @@ class SimOptions:
     reasoning_field: str = "reasoning"  # parsing modes; vLLM before 0.11: reasoning_content
     models: tuple[str, ...] = ()  # more model ids served besides ``model``
     cache_block: int = 16  # tokens per prefix-cache block
+    cache_blocks: int = (
+        100_000  # prefix-cache capacity in blocks (a replica's KV cache); 0: no limit
+    )
     token_chars: int = 4
     tokens_per_second: float = 0.0  # 0: as fast as the socket takes them
     fault: str | None = None
@@ -137,7 +141,8 @@ class SimOptions:
             raise ValueError(
                 "token_chars, log_limit, max_model_len and cache_block must be positive"
             )
-        if min(self.tokens_per_second, self.stall_seconds, self.ping_interval) < 0:
+        if min(self.tokens_per_second, self.stall_seconds, self.ping_interval,
+               self.cache_blocks) < 0:  # fmt: skip
             raise ValueError("rates and durations must not be negative")
 
 
@@ -264,26 +269,32 @@ def _logprobs(piece: str, top: int) -> dict[str, Any]:
 
 
 class _PrefixCache:
-    """Block hashes of prompts seen, bounded: how many leading tokens a new prompt shares."""
+    """Block hashes of prompts seen: how many leading tokens a new prompt shares with them.
+
+    Bounded like a KV cache (``SimOptions.cache_blocks``; 0: unlimited), least recently used
+    first. As in vLLM, a prompt's later blocks are evicted before its earlier ones: a prefix
+    is only useful from its start, and many prompts share the early blocks.
+    """
 
     def __init__(self, limit: int = 100_000) -> None:
         self._seen: OrderedDict[bytes, None] = OrderedDict()
-        self._limit = limit
+        self.limit = limit
 
     def cached_tokens(self, prompt: str, o: SimOptions) -> int:
         size = o.cache_block * o.token_chars
         digest = hashlib.blake2b(digest_size=16)
         hits, hitting = 0, True
+        blocks = []
         for start in range(0, len(prompt) - size + 1, size):
             digest.update(prompt[start : start + size].encode())
             key = digest.copy().digest()
-            if hitting and key in self._seen:
-                hits += 1
-                self._seen.move_to_end(key)
-            else:
-                hitting = False
-                self._seen[key] = None
-        while len(self._seen) > self._limit:
+            hitting = hitting and key in self._seen
+            hits += hitting
+            blocks.append(key)
+        for key in reversed(blocks):  # the first block ends up most recent
+            self._seen[key] = None
+            self._seen.move_to_end(key)
+        while self.limit and len(self._seen) > self.limit:
             self._seen.popitem(last=False)
         prompt_tokens = -(-len(prompt) // o.token_chars)
         # As vLLM does, the last prompt token is always computed again.
@@ -356,7 +367,7 @@ class _Sim:
         self.records: deque[RequestRecord] = deque(maxlen=options.log_limit)
         self.seq = 0
         self.closing = False
-        self.cache = _PrefixCache()
+        self.cache = _PrefixCache(options.cache_blocks)
 
     def recorded(self, handler: _Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def wrapper(request: web.Request) -> web.StreamResponse:
@@ -438,6 +449,7 @@ class _Sim:
         rec.raw, rec.tool_calls = reply.raw, reply.tool_calls
         rec.finish_reason = reply.finish_reason
         rec.response_id = f"chatcmpl-{uuid.uuid4().hex}"
+        self.cache.limit = o.cache_blocks  # a test may change it on a running server
         cached = self.cache.cached_tokens(prompt, o)
         if rec.stream:
             return await _Stream(request, rec, o, body).run(reply, prompt_tokens, cached)
@@ -698,6 +710,7 @@ def main(argv: list[str] | None = None) -> None:
         ("ping_interval", float, "': ping' comments after this much silence; 0 = off"),
         ("first_token_delay", float, "silence between the headers and the first token"),
         ("max_model_len", int, "context size; longer prompts get a 400"),
+        ("cache_blocks", int, "prefix-cache capacity in blocks of 16 tokens; 0 = no limit"),
         ("log_limit", int, "request records kept"),
     ]:
         default = getattr(defaults, name)
