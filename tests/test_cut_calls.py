@@ -65,6 +65,16 @@ def an_client(server: ProxyServer) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=server.url, api_key="k", max_retries=0, timeout=30)
 
 
+def fails_whole(kind: str, create: Any, errors: Any) -> bool:
+    """For a failure: the buffered request is refused as a whole (502/504), True."""
+    if kind not in FAULTS:
+        return False
+    with pytest.raises(errors.APIStatusError) as info:
+        create()
+    assert info.value.status_code in (502, 504)
+    return True
+
+
 # ---------------------------------------------------------------------------- chat completions
 
 
@@ -110,10 +120,7 @@ def test_chat_stream(server: ProxyServer, kind: str) -> None:
 @pytest.mark.parametrize("kind", KINDS)
 def test_chat_buffered(server: ProxyServer, kind: str) -> None:
     with oa_client(server) as c:
-        if kind in FAULTS:
-            with pytest.raises(openai.APIStatusError) as info:
-                c.chat.completions.create(**chat_request(kind))
-            assert info.value.status_code in (502, 504)
+        if fails_whole(kind, lambda: c.chat.completions.create(**chat_request(kind)), openai):
             return
         choice = c.chat.completions.create(**chat_request(kind)).choices[0]
     if kind == "none":
@@ -173,10 +180,7 @@ def test_messages_stream(server: ProxyServer, kind: str) -> None:
 @pytest.mark.parametrize("kind", KINDS)
 def test_messages_buffered(server: ProxyServer, kind: str) -> None:
     with an_client(server) as c:
-        if kind in FAULTS:
-            with pytest.raises(anthropic.APIStatusError) as info:
-                c.messages.create(**messages_request(kind))
-            assert info.value.status_code in (502, 504)
+        if fails_whole(kind, lambda: c.messages.create(**messages_request(kind)), anthropic):
             return
         message = c.messages.create(**messages_request(kind))
     uses = [b for b in message.content if b.type == "tool_use"]
@@ -223,10 +227,7 @@ def test_responses_stream(server: ProxyServer, kind: str) -> None:
 @pytest.mark.parametrize("kind", KINDS)
 def test_responses_buffered(server: ProxyServer, kind: str) -> None:
     with oa_client(server) as c:
-        if kind in FAULTS:
-            with pytest.raises(openai.APIStatusError) as info:
-                c.responses.create(**responses_request(kind))
-            assert info.value.status_code in (502, 504)
+        if fails_whole(kind, lambda: c.responses.create(**responses_request(kind)), openai):
             return
         response = c.responses.create(**responses_request(kind))
     calls = [item for item in response.output if item.type == "function_call"]

@@ -101,6 +101,16 @@ class Holder:
         self.refusals: list[tuple[str, dict[str, str], Any]] = []  # path, headers, body
         self.release = asyncio.Event()
 
+    async def open(
+        self, http: aiohttp.ClientSession, targets: list[tuple[str, str]], key: str
+    ) -> list[asyncio.Task[None]]:
+        """One attempt per (url, path) at once; returns once each has its status."""
+        tasks = [asyncio.create_task(self.attempt(http, url, path, key)) for url, path in targets]
+        async with asyncio.timeout(60):
+            while len(self.statuses) < len(targets):
+                await asyncio.sleep(0.05)
+        return tasks
+
     async def attempt(self, http: aiohttp.ClientSession, url: str, path: str, key: str) -> None:
         body = PATHS[path](ENDLESS, stream=True)
         try:
@@ -148,13 +158,8 @@ async def test_two_processes_and_two_workers_hold_a_key_to_two_streams(fleet: An
     two = fleet("--workers", "2")
     holder = Holder()
     async with aiohttp.ClientSession() as http:
-        attempts = [
-            asyncio.create_task(holder.attempt(http, proxy.url, path, "two"))
-            for proxy, path in [(p, path) for p in (one, two) for path in PATHS] * 5
-        ]
-        async with asyncio.timeout(60):
-            while len(holder.statuses) < 20:
-                await asyncio.sleep(0.05)
+        targets = [(p.url, path) for p in (one, two) for path in PATHS] * 5
+        attempts = await holder.open(http, targets, "two")
         assert sorted(holder.statuses) == [200] * 2 + [429] * 18
         for path, headers, body in holder.refusals:
             check_refusal(path, headers, body)
@@ -172,13 +177,7 @@ async def test_a_killed_worker_frees_its_slots_within_the_lease(fleet: Any, pref
     doomed, other = fleet(), fleet()
     holder = Holder()
     async with aiohttp.ClientSession() as http:
-        streams = [
-            asyncio.create_task(holder.attempt(http, doomed.url, "/v1/chat/completions", "two"))
-            for _ in range(2)
-        ]
-        async with asyncio.timeout(60):
-            while len(holder.statuses) < 2:
-                await asyncio.sleep(0.05)
+        streams = await holder.open(http, [(doomed.url, "/v1/chat/completions")] * 2, "two")
         assert holder.statuses == [200, 200]
         # Past two leases, the streams still hold their slots: their leases are renewed.
         await asyncio.sleep(2 * float(LEASE))
@@ -324,13 +323,7 @@ async def test_redis_down_local_enforces_a_share(
     server: ProxyServer = make_proxy(**env, LIMIT_LOCAL_SHARE="2")
     holder = Holder()
     async with aiohttp.ClientSession() as http:
-        attempts = [
-            asyncio.create_task(holder.attempt(http, server.url, "/v1/chat/completions", "four"))
-            for _ in range(4)
-        ]
-        async with asyncio.timeout(60):
-            while len(holder.statuses) < 4:
-                await asyncio.sleep(0.05)
+        attempts = await holder.open(http, [(server.url, "/v1/chat/completions")] * 4, "four")
         # max_concurrent=4 over LIMIT_LOCAL_SHARE=2 processes: 2 here, never the whole 4.
         assert sorted(holder.statuses) == [200, 200, 429, 429]
         holder.release.set()
