@@ -236,3 +236,28 @@ def test_responses_buffered(server: ProxyServer, kind: str) -> None:
         assert json.loads(calls[0].arguments) == {"command": VALUE}
     else:
         assert response.status == "incomplete" and calls == []
+
+
+# ---------------------------------------------------------------------------- pre-parsed calls
+
+
+def test_a_pre_parsed_call_cut_by_length_gets_no_end() -> None:
+    """Calls a backend's tool parser sent (vLLM ``--tool-call-parser``): the ones before the
+    last are finished (the backend went on to the next), the last is cut when the length
+    limit ended the output, and finished otherwise. (The simulated backend in its parsing
+    modes reports ``tool_calls`` whenever it parsed one, so this drives the Turn directly.)"""
+    from parser import ToolCallEnd
+    from proxy.turn import Turn
+    from proxy.upstream import UpChoice, UpChunk, UpDelta, UpFunction, UpToolCall
+
+    def chunk(index: int, name: str | None, args: str) -> UpChunk:
+        call = UpToolCall(index=index, function=UpFunction(name=name, arguments=args))
+        return UpChunk(choices=[UpChoice(delta=UpDelta(tool_calls=[call]))])
+
+    for finish, ended in (("length", [0]), ("tool_calls", [0, 1])):
+        turn = Turn(None, starts_in_think=True)
+        turn.feed([chunk(0, "bash", '{"command": "ls"}'), chunk(1, "bash", '{"command": "rm -rf ')])
+        turn.feed([UpChunk(choices=[UpChoice(finish_reason=finish)])])
+        ends = [e.index for e in turn.close() if type(e) is ToolCallEnd]
+        assert ends == ended
+        assert turn.cut is (finish == "length") and (turn.finish_reason == "length") is turn.cut
