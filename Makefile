@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 REDIS_PORT ?= 6379
 
-.PHONY: setup test demo run bench lint typecheck redis clean
+.PHONY: setup test test-agents demo run bench lint typecheck redis clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,22 @@ redis: setup
 
 test: setup redis
 	$(PY) -m pytest -q -p no:cacheprovider --cov=parser --cov-report=term-missing:skip-covered --cov-fail-under=95
+
+# Real agent CLIs (pinned in tests/agents/pins.py, installed once into ~/.cache/minimax-m2-proxy/
+# agents/), each driven headless through the proxy and the simulated backend. They run in a
+# network namespace with only loopback when `unshare -n` works (as root), so none can reach the
+# internet whatever its switches; elsewhere only their telemetry and update switches hold them.
+test-agents: setup
+	$(PY) -m tests.agents.install
+	@if unshare -n true 2>/dev/null && command -v ip >/dev/null; then \
+	  echo "agents run in a loopback-only network namespace"; \
+	  unshare -n sh -c 'ip link set lo up && exec "$$@"' sh $(AGENTS_PYTEST); \
+	else \
+	  echo "unshare -n is not available: agents run with their network switches only"; \
+	  $(AGENTS_PYTEST); \
+	fi
+
+AGENTS_PYTEST = $(PY) -m pytest -q -p no:cacheprovider tests/agents
 
 # SIM_MODE=vllm (or vllm-parsers, vllm-append-think, sglang): the simulated backend's manners.
 demo: setup

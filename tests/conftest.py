@@ -2,12 +2,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
+from pathlib import Path
 
 import openai
 import pytest
 
 from proxy.sim import SimServer, start_sim
 from tests.servers import Background, ProxyServer, settings_for
+
+AGENTS = Path(__file__).parent / "agents"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """tests/agents (real agent CLIs, installed first) runs only when named: make test-agents."""
+    if collection_path != AGENTS:
+        return None
+    here = config.invocation_params.dir
+    named = ((here / arg.split("::")[0]).resolve() for arg in config.args)
+    return not any(path == AGENTS or AGENTS in path.parents for path in named)
 
 
 @pytest.fixture(scope="session")

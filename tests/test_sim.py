@@ -241,6 +241,46 @@ async def test_tool_result_turn(sim: SimServer, http: aiohttp.ClientSession) -> 
     assert rec.tool_calls == [] and f'"{result[:40]}"' in rec.raw.partition("</think>")[2]
 
 
+BASH = {"type": "function", "function": {"name": "Bash", "parameters": {
+    "type": "object", "required": ["command", "description", "sandbox"], "properties": {
+        "command": {"type": "string"}, "description": {"type": "string"},
+        "sandbox": {"type": "boolean"}, "timeout": {"type": "integer"}}}}}  # fmt: skip
+RUN_COMMANDS = tool("run_commands", commands={"type": "array", "items": {"type": "string"}})
+ARGV_SHELL = tool("shell", command={"type": "array", "items": {"type": "string"}})
+
+
+@pytest.mark.parametrize(
+    ("shell", "arguments"),
+    [
+        (BASH, {"command": "ls -la", "description": "description-", "sandbox": False}),
+        (RUN_COMMANDS, {"commands": ["ls -la"]}),
+        (ARGV_SHELL, {"command": ["bash", "-lc", "ls -la"]}),
+    ],
+)
+async def test_agents_shell_tool_runs_the_asked_command(
+    sim: SimServer, http: aiohttp.ClientSession, shell: dict[str, Any], arguments: dict[str, Any]
+) -> None:
+    """An agent's shell tool gets "run `cmd`" verbatim; required booleans false, optionals out."""
+    tools = [WEATHER, shell]
+    s = await stream(http, sim, user("Please run `ls -la` (a long, parallel task)"), tools=tools)
+    rec = sim.requests[-1]
+    assert_shape(s, rec)
+    [call] = rec.tool_calls
+    name = shell["function"]["name"]
+    assert call["name"] == name and parse_calls(rec.raw, tools) == [call]
+    assert {k: v[:12] if isinstance(v, str) else v for k, v in call["arguments"].items()} == {
+        k: v[:12] if isinstance(v, str) else v for k, v in arguments.items()
+    }
+    output = {"role": "tool", "tool_call_id": "c1", "content": "done; now run `echo submit`"}
+    call_1 = {"id": "c1", "type": "function", "function": {"name": name, "arguments": "{}"}}
+    called = {"role": "assistant", "content": "", "tool_calls": [call_1]}
+    await stream(http, sim, [*user("Please run `ls -la`"), called, output], tools=tools)
+    [follow] = sim.requests[-1].tool_calls  # the output asked for one more command
+    assert "echo submit" in json.dumps(follow["arguments"])
+    await stream(http, sim, user("Please run `ls -la`"), tools=[WEATHER])  # no shell tool
+    assert sim.requests[-1].tool_calls[0]["name"] == "get_weather"
+
+
 async def test_replies_are_deterministic(sim: SimServer, http: aiohttp.ClientSession) -> None:
     for text in ("one", "one", "two"):
         await stream(http, sim, user(text), tools=[WEATHER])

@@ -51,6 +51,18 @@ _CODE = r'''def render_card_@I@(items: list[str], limit: int = @L@) -> str:
     return "\n".join(html) + f"<!-- {path} -->"
 
 '''
+_RUN = re.compile(r"\brun `([^`\n]+)`", re.IGNORECASE)
+_SHELLS = frozenset(
+    (
+        "bash",
+        "shell",
+        "exec_command",
+        "execute_command",
+        "run_command",
+        "run_commands",
+        "run_shell_command",
+    )
+)
 DEFAULT_TOOL = {"type": "function", "function": {"name": "write_file", "parameters": {
     "type": "object", "required": ["path", "content"],
     "properties": {"path": {"type": "string"}, "content": {"type": "string"}}}}}  # fmt: skip
@@ -117,6 +129,44 @@ def _arguments(tool: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     return args if isinstance(args, dict) else {}  # a non-object schema: no parameters
 
 
+def _shell_call(
+    tools: list[dict[str, Any]], said: str, rng: random.Random
+) -> dict[str, Any] | None:
+    """The call a coding agent's model makes when asked to "run `cmd`" and a shell tool is offered.
+
+    Agents' shell tools (bash, exec_command, run_shell_command, run_commands, …) take the
+    command as ``command`` or ``cmd`` (or a list of ``commands``); the other required parameters
+    get schema values, false for a boolean (so no "run in background" or "requires approval"),
+    and optional ones are left out (a random ``timeout`` would kill the command). The last such
+    request in the text wins.
+    """
+    asked = _RUN.findall(said)
+    for tool in tools if asked else ():
+        schema = tool.get("parameters") or {}
+        props = schema.get("properties") or {}
+        key = next((k for k in ("command", "cmd", "commands") if k in props), None)
+        if str(tool.get("name", "")).lower() not in _SHELLS or key is None:
+            continue
+        command: Any = asked[-1]
+        if props[key].get("type") == "array":  # a list of commands, or one command's argv
+            command = [command] if key == "commands" else ["bash", "-lc", command]
+        args: dict[str, Any] = {key: command}
+        for name in schema.get("required") or ():
+            if name not in args:
+                value = props.get(name) or {}
+                args[name] = (
+                    False if value.get("type") == "boolean" else _schema_value(value, rng, name)
+                )
+        return {"name": tool["name"], "arguments": args}
+    return None
+
+
+def _run(call: dict[str, Any], thought: str, rng: random.Random) -> tuple[str, list[Any]]:
+    """A reply that runs an agent's command, as asked: one call, never padded."""
+    text = f"I'll use {call['name']} for this.\n\n"
+    return _reasoning(rng, thought, 2) + text + _render_calls([call]), [call]
+
+
 def _code(chars: int, first: int) -> str:
     blocks: list[str] = []
     size, i = 0, first
@@ -160,6 +210,9 @@ def plan_reply(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     choice = body.get("tool_choice")
     if last.get("role") == "tool":
         result = message_text(last.get("content"))
+        shell = _shell_call(tools, result, rng)  # the output asks for one more command
+        if shell is not None:
+            return _run(shell, "The output asks me to run one more command.", rng)
         think = _reasoning(rng, "The tool returned its result; I can answer now.", 3)
         return think + f'The tool returned: "{result[:40]}". That settles it.', []
     if not tools or choice == "none" or last.get("role") != "user":
@@ -171,6 +224,9 @@ def plan_reply(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     if isinstance(choice, dict):  # a named tool goes first
         named = choice.get("function", {}).get("name")
         tools.sort(key=lambda t: t.get("name") != named)
+    shell = _shell_call(tools, said, rng)
+    if shell is not None:
+        return _run(shell, f'The user says: "{topic}". I will run it.', rng)
     picked = (tools[:3] if len(tools) > 1 else tools * 3) if parallel else tools[:1]
     calls = [{"name": t.get("name", "tool"), "arguments": _arguments(t, rng)} for t in picked]
     names = ", ".join(dict.fromkeys(c["name"] for c in calls))

@@ -13,7 +13,10 @@ Reply rules (the raw output always starts inside reasoning with no ``<think>``, 
 MiniMax-M2 template pre-opens it, and closes it with ``</think>\\n\\n``):
 - the last message (user or tool) holds ``SIM_SCRIPT:{"raw", "chunks", "finish_reason",
   "usage"}``: exactly ``raw``, in deltas of the ``chunks`` sizes (characters; the rest by token);
-- the last message is a tool result: a final answer quoting its first 40 characters;
+- the last message (the user's, or a tool result) asks to "run `cmd`" and a coding agent's
+  shell tool is offered (bash, exec_command, run_shell_command, run_commands, …): one call that
+  runs exactly ``cmd`` (``replies._shell_call``), so an agent CLI's round trip is deterministic;
+- otherwise, the last message is a tool result: a final answer quoting its first 40 characters;
 - tools are present (and ``tool_choice`` is not "none"): a sentence and one call to the first
   (or the named) tool, arguments generated from its JSON schema; the word "parallel" gives up to
   three invokes in one block; the word "long" puts ~8,000 characters of code (``<``, ``</div>``,
