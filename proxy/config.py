@@ -146,6 +146,11 @@ class Settings:
     session_store_backend: str = _opt(_choice("memory", "sqlite", "redis"), "SESSION_STORE_BACKEND")
     session_store_path: str = _opt(_str, "SESSION_STORE_PATH")
     redis_url: str = _opt(_str, "REDIS_URL")
+    limits_backend: str = _opt(_choice("memory", "redis"), "LIMITS_BACKEND")
+    limit_lease_seconds: float = _opt(_positive_float, "LIMIT_LEASE_SECONDS")
+    limits_on_redis_error: str = _opt(_choice("reject", "local"), "LIMITS_ON_REDIS_ERROR")
+    limit_local_share: int = _opt(_int(1), "LIMIT_LOCAL_SHARE")
+    limits_redis_prefix: str = _opt(_str, "LIMITS_REDIS_PREFIX")
     session_ttl_seconds: int = _opt(_int(1), "SESSION_TTL_SECONDS")
     max_messages_per_session: int = _opt(_int(1), "MAX_MESSAGES_PER_SESSION")
     require_session_for_repair: bool = _opt(_bool, "REQUIRE_SESSION_FOR_REPAIR")
@@ -222,6 +227,11 @@ _DEFAULTS: dict[str, str] = {
     "SESSION_STORE_BACKEND": "sqlite",
     "SESSION_STORE_PATH": "conversations.db",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "LIMITS_BACKEND": "memory",
+    "LIMIT_LEASE_SECONDS": "60",
+    "LIMITS_ON_REDIS_ERROR": "reject",
+    "LIMIT_LOCAL_SHARE": "2",
+    "LIMITS_REDIS_PREFIX": "minimax-m2-proxy:limits",
     "SESSION_TTL_SECONDS": "3600",
     "MAX_MESSAGES_PER_SESSION": "8",
     "REQUIRE_SESSION_FOR_REPAIR": "true",

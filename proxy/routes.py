@@ -128,7 +128,8 @@ async def _respond(
         plan = await proxy.plan(dialect, body, size, await proxy.models.route(_model_of(body)))
         # The matched route's path, without building the whole URL (a cost per request)
         tracker = Tracker(request.scope["path"], dialect.name, plan.stream, rid, key)
-        slot.append(proxy.keys.acquire(key))
+        lease = await proxy.limits.acquire(key)
+        slot.append(lease.release)
         scope = scope_for(presented_key(request.headers))
         await dialect.prepare(plan, proxy, scope)
         if plan.foreign_thinking:
@@ -146,6 +147,7 @@ async def _respond(
         _failed(tracker, err, backend=bool(err.code and err.code.startswith("backend_")))
         return dialect.error(err, rid)
     turn = proxy.turn(plan, rid, dialect.name)
+    lease.tokens = lambda: turn.prompt_tokens + turn.completion_tokens  # counted against tpm
     shaper = dialect.shaper(plan)
     if plan.stream:
         writer = dialect.stream(plan, settings)

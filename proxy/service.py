@@ -23,10 +23,12 @@ from .config import Settings
 from .dialect import Dialect
 from .errors import ProxyError
 from .keys import Keys
+from .limits import LocalLimits
 from .models import Models
 from .request import Plan, check_forward_names, presented_key
 from .sessions import Recorder, Sessions
 from .shape import LOGPROBS, Op, Shaper
+from .shared_limits import RedisLimits
 from .store import MemoryRecords, Records, RedisStore, SQLiteStore, StoredTurn, open_store
 from .tokens import count_prompt_tokens
 from .tool_mode import ToolMode
@@ -53,6 +55,11 @@ class Proxy:
         self.session: aiohttp.ClientSession | None = None
         self.models = Models(settings, lambda: self._backend_models(timeout=3))
         self.keys = Keys(settings)
+        self.limits: LocalLimits | RedisLimits = (
+            RedisLimits(settings, self.keys.limits)
+            if settings.limits_backend == "redis"
+            else LocalLimits(self.keys.limits)
+        )
         self.started = int(time.time())
         self.sessions: Sessions | None = None
         self.records: Records = MemoryRecords(settings.responses_store_bytes)
@@ -73,8 +80,10 @@ class Proxy:
             self.traces = TraceWriter(self.settings.streaming_debug_path)
         await self.models.start()
         await self.keys.start()
+        await self.limits.start()
 
     async def stop(self) -> None:
+        await self.limits.stop()
         await self.keys.stop()
         await self.models.stop()
         if self.session is not None:

@@ -6,8 +6,10 @@ items one at a time (``output_item.added`` → part added → deltas → ``.done
 ``output_item.done`` with the whole item); ``output_index`` the item's position;
 ``sequence_number`` 0, 1, 2, …; text in ``.done`` events equal to the deltas joined;
 one terminal event last, whose ``output`` holds exactly the items done. Keep-alive
-``response.in_progress`` events may come anywhere before the end. A stream that starts
-after 0 is a background run resumed with ``starting_after``: its events must number on
+``response.in_progress`` events may come anywhere before the end. A call the model never
+finished (cut by a failure or max_tokens) stays open: no ``.done`` events, not in ``output``,
+and the terminal event is then ``response.failed`` or ``response.incomplete``. A stream that
+starts after 0 is a background run resumed with ``starting_after``: its events must number on
 and end in one terminal event.
 """
 
@@ -47,6 +49,7 @@ class Checked:
     response: dict[str, Any]  # the terminal event's response
     items: list[dict[str, Any]] = field(default_factory=list)  # from output_item.done
     deltas: dict[str, int] = field(default_factory=dict)  # item id -> delta events
+    cut: dict[str, Any] | None = None  # a call left open at the end, as added
 
 
 def events_of(text: str) -> list[dict[str, Any]]:
@@ -79,6 +82,7 @@ def check(text: str) -> Checked:
     text_so_far: list[str] = []
     stage = ""  # within the open item: "", "part", "text-done", "part-done"
     terminal: dict[str, Any] | None = None
+    cut: dict[str, Any] | None = None
     for n, ev in enumerate(events):
         kind = ev["type"]
         assert ev["sequence_number"] == n, f"{kind}: sequence_number {ev['sequence_number']} != {n}"
@@ -88,7 +92,12 @@ def check(text: str) -> Checked:
             assert ev["response"]["id"] == rid
             continue
         if kind in _TERMINAL:
-            assert item is None, f"{where}: item {item and item['id']} still open"
+            if item is not None:
+                assert item["type"] in ("function_call", "custom_tool_call"), (
+                    f"{where}: item {item['id']} still open"
+                )
+                assert kind != "response.completed", f"{where}: completed with a call still open"
+                cut, item = item, None
             terminal = ev["response"]
             assert terminal["id"] == rid and terminal["status"] == _TERMINAL[kind]
             assert terminal["output"] == done, f"{where}: output differs from the items done"
@@ -133,7 +142,7 @@ def check(text: str) -> Checked:
             text_so_far.append(ev["delta"])
         stage = _next_stage(kind, stage)
     assert terminal is not None, "no terminal event"
-    return Checked(events, terminal, done, deltas)
+    return Checked(events, terminal, done, deltas, cut)
 
 
 def _check_start(events: list[dict[str, Any]]) -> str:

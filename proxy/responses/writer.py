@@ -164,7 +164,7 @@ class ResponsesResult:
             self._close("completed", op[4])
 
     def body(self, turn: Turn, calls: int) -> bytes:
-        self._close("completed")
+        self._finish("completed")
         status = _status(turn)
         self.final = self._response(status, self.items, usage_dict(turn))
         return _enc(self.final)
@@ -204,6 +204,16 @@ class ResponsesResult:
                 item["namespace"] = ns[0]
         self._item = item
         self._added()
+
+    def _finish(self, status: str) -> None:
+        """At the end of the response: close the open text or reasoning item. An open call
+        never got its end from the model (cut by a failure or max_tokens): it gets no
+        ``.done`` events and stays out of ``output``, because clients run a call as soon
+        as its ``output_item.done`` arrives."""
+        if self._kind == _CALL:
+            self._kind, self._parts = None, []
+        else:
+            self._close(status)
 
     def _close(self, status: str, arguments: Any = None) -> None:
         """Finish the open item (if any) with what it received."""
@@ -311,14 +321,14 @@ class ResponsesStream(ResponsesResult):
         self._out.append(head + self._seq() + self._delta_mid + _enc(text) + b"}\n\n")
 
     def end(self, turn: Turn, calls: int) -> bytes:
-        self._close("completed")
+        self._finish("completed")
         status = _status(turn)
         self.final = self._response(status, self.items, usage_dict(turn))
         self._out.append(self._event(f"response.{status}", {"response": self.final}))
         return self._flush()
 
     def error(self, err: ProxyError) -> bytes:
-        self._close("incomplete")
+        self._finish("incomplete")
         code = err.code if err.code and not err.code.startswith("backend_") else "server_error"
         error = {"code": code, "message": err.message}
         self.final = self._response("failed", self.items, error=error)
