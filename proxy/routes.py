@@ -125,7 +125,7 @@ async def _respond(
     try:
         key = proxy.check_auth(request)
         body, size = await proxy.read_body(request)
-        plan = await proxy.plan(dialect, body, size)
+        plan = await proxy.plan(dialect, body, size, await proxy.models.route(_model_of(body)))
         # The matched route's path, without building the whole URL (a cost per request)
         tracker = Tracker(request.scope["path"], dialect.name, plan.stream, rid, key)
         lease = await proxy.limits.acquire(key)
@@ -204,8 +204,8 @@ async def count_tokens(request: Request) -> Response:
     rid = request_id(request)
     try:
         proxy.check_auth(request)
-        body = await proxy.read_json(request)
-        plan = await proxy.plan(MESSAGES, body)
+        body, size = await proxy.read_body(request)
+        plan = await proxy.plan(MESSAGES, body, size, await proxy.models.route(_model_of(body)))
         count = await proxy.count_tokens(plan)
     except ProxyError as err:
         return MESSAGES.error(err, rid)
@@ -279,6 +279,11 @@ def dialect_error(request: Request, err: ProxyError) -> Response:
     path = request.url.path
     dialect = MESSAGES if "/messages" in path or path.startswith("/anthropic/") else CHAT
     return dialect.error(err, request_id(request))
+
+
+def _model_of(body: Any) -> Any:
+    """The client's model name (the same field in every API), checked by the dialect."""
+    return body.get("model") if isinstance(body, dict) else None
 
 
 async def _write_trace(proxy: Proxy, turn: Turn) -> None:

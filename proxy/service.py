@@ -146,15 +146,14 @@ class Proxy:
         except RecursionError:
             raise ProxyError(400, "the request body is nested too deeply") from None
 
-    async def plan(self, dialect: Dialect, body: Any, size: int = 0) -> Plan:
-        """Read a request ``size`` bytes long for the backend model it goes to, in that
-        model's grammar; off the loop when it is big.
+    async def plan(self, dialect: Dialect, body: Any, size: int, backend_model: str | None) -> Plan:
+        """``dialect``'s plan of a request ``size`` bytes long, for ``backend_model`` (the
+        model it goes to) in that model's grammar; off the loop when it is big.
 
         Raises:
             ProxyError: 400 for what the dialect or the thinking mode refuses.
         """
         name = body.get("model") if isinstance(body, dict) else None
-        backend_model = await self.models.route(name)
         grammar = self.models.grammar(backend_model or (name if isinstance(name, str) else None))
         settings = self.by_grammar[grammar.name]
         if size < OFF_LOOP_BYTES:
