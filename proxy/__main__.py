@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import tempfile
+from typing import Any
 
 __all__ = ["main"]
 
@@ -58,6 +59,7 @@ def serve(argv: list[str]) -> None:
     opts = ap.parse_args(argv)
     try:
         settings = Settings.from_env()
+        _check_limits(settings, opts.workers)
     except ConfigError as exc:
         sys.exit(f"minimax-m2-proxy: configuration error: {exc}")
     config = Config()
@@ -73,7 +75,26 @@ def serve(argv: list[str]) -> None:
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")  # through our handler, once
     config.keep_alive_timeout = 75
+    # hypercorn's default of 100 refuses connections when hundreds of clients open at once.
+    config.backlog = 2048
     sys.exit(run(config))
+
+
+def _check_limits(settings: Any, workers: int) -> None:
+    """Refuse per-key limits that each of several workers would count on its own.
+
+    Raises:
+        ConfigError: saying to share them through Redis.
+    """
+    from .config import ConfigError
+    from .keys import Keys
+
+    if workers > 1 and settings.limits_backend == "memory" and Keys(settings).limited:
+        raise ConfigError(
+            f"--workers {workers} with per-key limits (AUTH_KEYS_FILE) and LIMITS_BACKEND=memory "
+            f"would let each key use {workers} times its limits, one count per worker; "
+            "set LIMITS_BACKEND=redis (and REDIS_URL) so the workers share them through Redis"
+        )
 
 
 def _worker_class(loop: str) -> str:

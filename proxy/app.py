@@ -22,6 +22,8 @@ from starlette.routing import Route
 from . import routes as r
 from .config import Settings
 from .errors import ProxyError
+from .responses import background
+from .responses import endpoints as e
 from .service import Proxy
 
 __all__ = ["create_app"]
@@ -43,8 +45,26 @@ ROUTES = [
     Route("/v1/messages/count_tokens", r.count_tokens, methods=["POST"]),
     Route("/anthropic/v1/messages/count_tokens", r.count_tokens, methods=["POST"]),
     Route("/v1/responses", r.responses, methods=["POST"]),
-    Route("/v1/responses/{response_id}", r.get_response, methods=["GET"]),
-    Route("/v1/responses/{response_id}", r.delete_response, methods=["DELETE"]),
+    Route("/v1/responses/{response_id}", e.get_response, methods=["GET"]),
+    Route("/v1/responses/{response_id}/cancel", e.cancel_response, methods=["POST"]),
+    Route("/v1/responses/{response_id}", e.delete_response, methods=["DELETE"]),
+    Route("/v1/responses/{response_id}/input_items", e.input_items, methods=["GET"]),
+    Route("/v1/conversations", e.create_conversation, methods=["POST"]),
+    Route("/v1/conversations/{conversation_id}", e.get_conversation, methods=["GET"]),
+    Route("/v1/conversations/{conversation_id}", e.update_conversation, methods=["POST"]),
+    Route("/v1/conversations/{conversation_id}", e.delete_conversation, methods=["DELETE"]),
+    Route("/v1/conversations/{conversation_id}/items", e.list_conversation_items, methods=["GET"]),
+    Route("/v1/conversations/{conversation_id}/items", e.add_conversation_items, methods=["POST"]),
+    Route(
+        "/v1/conversations/{conversation_id}/items/{item_id}",
+        e.get_conversation_item,
+        methods=["GET"],
+    ),
+    Route(
+        "/v1/conversations/{conversation_id}/items/{item_id}",
+        e.delete_conversation_item,
+        methods=["DELETE"],
+    ),
     Route("/v1/models", r.models, methods=["GET"]),
     Route("/", r.ok, methods=["GET", "HEAD"]),
     Route("/api/event_logging/batch", r.ok, methods=["POST"]),
@@ -75,6 +95,7 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
+            await background.runs_of(proxy).stop()  # marked failed while the store is open
             await proxy.stop()
 
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {

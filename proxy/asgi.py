@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 
 from .app import create_app
 from .config import Settings
@@ -18,3 +19,8 @@ app = create_app(settings)
 # benchmarks/RESULTS.md); reference counting still frees nearly everything at once.
 gc.freeze()
 gc.set_threshold(50_000, 20, 100)
+
+# A big request is planned in a worker thread (service.OFF_LOOP_BYTES). While it runs, the
+# loop waits for the GIL at most this long before taking it back (CPython's default is
+# 5 ms, which would stall every stream that long); with one thread it changes nothing.
+sys.setswitchinterval(0.001)

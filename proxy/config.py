@@ -146,6 +146,11 @@ class Settings:
     session_store_backend: str = _opt(_choice("memory", "sqlite", "redis"), "SESSION_STORE_BACKEND")
     session_store_path: str = _opt(_str, "SESSION_STORE_PATH")
     redis_url: str = _opt(_str, "REDIS_URL")
+    limits_backend: str = _opt(_choice("memory", "redis"), "LIMITS_BACKEND")
+    limit_lease_seconds: float = _opt(_positive_float, "LIMIT_LEASE_SECONDS")
+    limits_on_redis_error: str = _opt(_choice("reject", "local"), "LIMITS_ON_REDIS_ERROR")
+    limit_local_share: int = _opt(_int(1), "LIMIT_LOCAL_SHARE")
+    limits_redis_prefix: str = _opt(_str, "LIMITS_REDIS_PREFIX")
     session_ttl_seconds: int = _opt(_int(1), "SESSION_TTL_SECONDS")
     max_messages_per_session: int = _opt(_int(1), "MAX_MESSAGES_PER_SESSION")
     require_session_for_repair: bool = _opt(_bool, "REQUIRE_SESSION_FOR_REPAIR")
@@ -161,6 +166,7 @@ class Settings:
     responses_reasoning: str = _opt(_choice("summary", "raw"), "RESPONSES_REASONING")
     responses_ttl_seconds: int = _opt(_int(1), "RESPONSES_TTL_SECONDS")
     responses_store_bytes: int = _opt(_int(0), "RESPONSES_STORE_MAX_BYTES")
+    background_lease_seconds: float = _opt(_positive_float, "BACKGROUND_LEASE_SECONDS")
     event_loop: str = _opt(_choice("auto", "uvloop", "asyncio"), "EVENT_LOOP")
 
     @classmethod
@@ -221,6 +227,11 @@ _DEFAULTS: dict[str, str] = {
     "SESSION_STORE_BACKEND": "sqlite",
     "SESSION_STORE_PATH": "conversations.db",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "LIMITS_BACKEND": "memory",
+    "LIMIT_LEASE_SECONDS": "60",
+    "LIMITS_ON_REDIS_ERROR": "reject",
+    "LIMIT_LOCAL_SHARE": "2",
+    "LIMITS_REDIS_PREFIX": "minimax-m2-proxy:limits",
     "SESSION_TTL_SECONDS": "3600",
     "MAX_MESSAGES_PER_SESSION": "8",
     "REQUIRE_SESSION_FOR_REPAIR": "true",
@@ -236,6 +247,7 @@ _DEFAULTS: dict[str, str] = {
     "RESPONSES_REASONING": "summary",
     "RESPONSES_TTL_SECONDS": "3600",
     "RESPONSES_STORE_MAX_BYTES": "67108864",
+    "BACKGROUND_LEASE_SECONDS": "30",
     "EVENT_LOOP": "auto",
 }
 

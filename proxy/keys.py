@@ -1,7 +1,8 @@
-"""API keys: who may call the proxy, under which name, with how many requests at once.
+"""API keys: who may call the proxy, under which name, within which limits.
 
 ``AUTH_API_KEY`` is one key, named ``default``. ``AUTH_KEYS_FILE`` holds more,
-one per line: ``name key [max_concurrent=N]`` (``#`` starts a comment). The
+one per line: ``name key [max_concurrent=N] [rpm=N] [tpm=N]`` (``#`` starts a
+comment; the limits are counted by :mod:`proxy.limits`). The
 file is re-read when it changes (its size, time or inode; looked at every
 second) and on SIGHUP. A reload never touches requests in flight: a removed
 key's streams run to their end, and its next request gets a 401. A file that
@@ -9,7 +10,7 @@ does not parse stops the proxy at startup; on reload it is logged and the
 keys in use stay.
 
 A key's name, never the key, goes into logs and the ``key`` label of the
-metrics. Concurrency limits are counted per process (per worker).
+metrics.
 """
 
 from __future__ import annotations
@@ -20,25 +21,26 @@ import hmac
 import logging
 import os
 import signal
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import ConfigError, Settings
 from .errors import ProxyError
+from .limits import KeyLimits
 
 __all__ = ["NO_KEY", "Keys", "read_keys_file"]
 
 log = logging.getLogger("proxy")
 NO_KEY = "-"  # the name used when auth is off
 _POLL_SECONDS = 1.0
+_LIMITS = ("max_concurrent", "rpm", "tpm")
 
 
 @dataclass(frozen=True, slots=True)
 class _Key:
     name: str
     secret: bytes
-    max_concurrent: int | None
+    limits: KeyLimits | None
 
 
 def read_keys_file(path: Path) -> list[_Key]:
@@ -57,34 +59,35 @@ def read_keys_file(path: Path) -> list[_Key]:
             continue
         where = f"{path}:{number}"
         if len(fields) < 2:
-            raise ConfigError(f"{where}: expected 'name key [max_concurrent=N]'")
+            raise ConfigError(f"{where}: expected 'name key [max_concurrent=N] [rpm=N] [tpm=N]'")
         name, secret, *options = fields
-        limit = None
+        limits: dict[str, int] = {}
         for option in options:
             key, _, value = option.partition("=")
-            if key != "max_concurrent" or not value.isdigit() or int(value) < 1:
-                raise ConfigError(f"{where}: unknown option {option!r} (max_concurrent=N, N >= 1)")
-            limit = int(value)
+            if key not in _LIMITS or not value.isdigit() or int(value) < 1:
+                raise ConfigError(
+                    f"{where}: unknown option {option!r} (max_concurrent=N, rpm=N, tpm=N; N >= 1)"
+                )
+            limits[key] = int(value)
         if name in names or name in (NO_KEY, "default"):
             raise ConfigError(f"{where}: the name {name!r} is taken")
         if secret.encode() in secrets:
             raise ConfigError(f"{where}: the key of {name!r} is already another name's")
         names.add(name)
         secrets.add(secret.encode())
-        keys.append(_Key(name, secret.encode(), limit))
+        keys.append(_Key(name, secret.encode(), KeyLimits(**limits) if limits else None))
     return keys
 
 
 class Keys:
-    """The accepted keys, and the requests each has in flight."""
+    """The accepted keys and their limits."""
 
     def __init__(self, settings: Settings) -> None:
         self._single = settings.auth_api_key
         self._path = Path(settings.auth_keys_file) if settings.auth_keys_file else None
         self._stamp: tuple[int, int, int] | None = None
         self._keys: list[_Key] = []
-        self._limits: dict[str, int] = {}  # name -> max_concurrent, for the keys that have one
-        self._active: dict[str, int] = {}
+        self._limits: dict[str, KeyLimits] = {}  # for the keys that have any
         self._task: asyncio.Task[None] | None = None
         self._load(startup=True)
 
@@ -128,31 +131,14 @@ class Keys:
             raise ProxyError(401, "invalid or missing API key", code="invalid_api_key")
         return found
 
-    def acquire(self, name: str) -> Callable[[], None]:
-        """Take one of the key's concurrent slots; returns the (idempotent) release.
+    def limits(self, name: str) -> KeyLimits | None:
+        """The limits of the key named ``name`` (None: it has none)."""
+        return self._limits.get(name)
 
-        Raises:
-            ProxyError: 429 ``rate_limit_exceeded`` when the key is at its limit.
-        """
-        limit = self._limits.get(name)
-        active = self._active.get(name, 0)
-        if limit is not None and active >= limit:
-            raise ProxyError(
-                429,
-                f"the key {name!r} already has {limit} requests in flight, its limit",
-                code="rate_limit_exceeded",
-                retry_after="1",
-            )
-        self._active[name] = active + 1
-        released = False
-
-        def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                self._active[name] -= 1
-
-        return release
+    @property
+    def limited(self) -> bool:
+        """Whether any key has a limit."""
+        return bool(self._limits)
 
     def reload(self) -> None:
         self._load(startup=False)
@@ -175,7 +161,7 @@ class Keys:
         if not startup:
             log.info("keys reloaded: %s", ", ".join(k.name for k in keys) or "none")
         self._keys = keys
-        self._limits = {k.name: k.max_concurrent for k in keys if k.max_concurrent}
+        self._limits = {k.name: k.limits for k in keys if k.limits}
 
     async def _watch(self) -> None:
         assert self._path is not None

@@ -62,6 +62,15 @@ MEDIA = Counter(
     "minimax_proxy_media_total", "Images and documents in requests, and how they were sent",
     ["kind", "sent_as"],
 )  # fmt: skip
+LIMITED = Counter(
+    "minimax_proxy_limited_total", "Requests refused by a key's limits",
+    ["key", "reason"],  # concurrency, rpm, tpm, redis_down
+)  # fmt: skip
+# 1 while the Redis that holds shared limits does not answer (LIMITS_BACKEND=redis).
+LIMITS_REDIS_DOWN = Gauge(
+    "minimax_proxy_limits_redis_down", "Redis for shared limits unreachable",
+    multiprocess_mode="livemax",
+)  # fmt: skip
 IN_FLIGHT = Gauge(
     "minimax_proxy_in_flight_streams", "Streams being served", multiprocess_mode="livesum"
 )

@@ -27,8 +27,8 @@ from .errors import ProxyError
 from .logs import REQUEST_ID
 from .messages import MESSAGES
 from .metrics import Tracker
-from .request import presented_key
-from .responses import RESPONSES, stored_response
+from .request import Plan, presented_key
+from .responses import RESPONSES, background
 from .routing import route_plan
 from .service import Proxy, pump
 from .sessions import scope_for
@@ -40,9 +40,7 @@ from .turn import Turn
 __all__ = [
     "chat_completions",
     "count_tokens",
-    "delete_response",
     "dialect_error",
-    "get_response",
     "health",
     "messages",
     "metrics_route",
@@ -126,10 +124,12 @@ async def _respond(
     save = None
     try:
         key = proxy.check_auth(request)
-        body = await proxy.read_json(request)
-        plan = dialect.plan(body, settings, await proxy.models.route(_model_of(body)))
-        tracker = Tracker(request.url.path, dialect.name, plan.stream, rid, key)
-        slot.append(proxy.keys.acquire(key))
+        body, size = await proxy.read_body(request)
+        plan = await proxy.plan(dialect, body, size, await proxy.models.route(_model_of(body)))
+        # The matched route's path, without building the whole URL (a cost per request)
+        tracker = Tracker(request.scope["path"], dialect.name, plan.stream, rid, key)
+        lease = await proxy.limits.acquire(key)
+        slot.append(lease.release)
         scope = scope_for(presented_key(request.headers))
         await dialect.prepare(plan, proxy, scope)
         if plan.foreign_thinking:
@@ -140,11 +140,14 @@ async def _respond(
             await sessions.repair(ctx, plan.backend_body["messages"])
             save = functools.partial(sessions.save, ctx)
         route_plan(plan, request, body, key, settings)
+        if getattr(plan.extra, "background", False):
+            return await _in_background(proxy, plan, scope, rid, tracker, slot, save)
         resp = await proxy.open(plan)
     except ProxyError as err:
         _failed(tracker, err, backend=bool(err.code and err.code.startswith("backend_")))
         return dialect.error(err, rid)
     turn = proxy.turn(plan, rid, dialect.name)
+    lease.tokens = lambda: turn.prompt_tokens + turn.completion_tokens  # counted against tpm
     shaper = dialect.shaper(plan)
     if plan.stream:
         writer = dialect.stream(plan, settings)
@@ -171,6 +174,21 @@ async def _respond(
     content = result.body(turn, shaper.calls)
     await dialect.keep(plan, proxy, scope, result)
     return Response(content, media_type="application/json", headers=_id_headers(dialect, rid))
+
+
+async def _in_background(
+    proxy: Proxy,
+    plan: Plan,
+    scope: str,
+    rid: str,
+    tracker: Tracker,
+    slot: list[Callable[[], None]],
+    save: Callable[[StoredTurn], Awaitable[None]] | None,
+) -> Response | SSEResponse:
+    """Start a background run (Responses ``background: true``) and answer at once."""
+    answer = await background.start(proxy, plan, scope, rid, tracker, list(slot), save)
+    slot.clear()  # the run keeps the key's slot until it ends, not until this answer has gone
+    return answer
 
 
 async def chat_completions(request: Request) -> Response:
@@ -232,43 +250,6 @@ async def ok(request: Request) -> Response:
 
 async def responses(request: Request) -> Response:
     return await respond(request, RESPONSES)
-
-
-async def get_response(request: Request) -> Response:
-    """A kept response, as ``POST /v1/responses`` returned it."""
-    record, rid = await _kept(request)
-    if isinstance(record, Response):
-        return record
-    return Response(
-        _enc(record["response"]), media_type="application/json", headers={"x-request-id": rid}
-    )
-
-
-async def delete_response(request: Request) -> Response:
-    record, rid = await _kept(request, delete=True)
-    if isinstance(record, Response):
-        return record
-    body = {"id": request.path_params["response_id"], "object": "response", "deleted": True}
-    return Response(_enc(body), media_type="application/json", headers={"x-request-id": rid})
-
-
-async def _kept(request: Request, delete: bool = False) -> tuple[Any, str]:
-    """The record of ``{response_id}`` for this API key (with ``delete``: True, once
-    forgotten), or the error response."""
-    proxy = _proxy(request)
-    rid = request_id(request)
-    response_id = request.path_params["response_id"]
-    try:
-        proxy.check_auth(request)
-        scope = scope_for(presented_key(request.headers))
-        # The record, or with ``delete`` whether there was one: one store call either way.
-        found = await stored_response(proxy, scope, response_id, delete)
-        if not found:
-            message = f"No response found with id '{response_id}'."
-            raise ProxyError(404, message, param="response_id")
-    except ProxyError as err:
-        return RESPONSES.error(err, rid), rid
-    return found, rid
 
 
 async def health(request: Request) -> Response:

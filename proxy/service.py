@@ -20,12 +20,15 @@ from starlette.requests import Request
 
 from . import upstream
 from .config import Settings
+from .dialect import Dialect
 from .errors import ProxyError
 from .keys import Keys
+from .limits import LocalLimits
 from .models import Models
 from .request import Plan, check_forward_names, presented_key
 from .sessions import Recorder, Sessions
 from .shape import LOGPROBS, Op, Shaper
+from .shared_limits import RedisLimits
 from .store import MemoryRecords, Records, RedisStore, SQLiteStore, StoredTurn, open_store
 from .tokens import count_prompt_tokens
 from .tool_mode import ToolMode
@@ -35,6 +38,12 @@ from .turn import Turn
 __all__ = ["Proxy", "Sink", "pump"]
 
 log = logging.getLogger("proxy")
+
+# Planning a body this big (hundreds of history messages: an agent late in a session) takes
+# milliseconds of pure Python, done in a worker thread so that the loop keeps serving the
+# other streams meanwhile (asgi.py has the GIL handed over at least every millisecond).
+# Below it, a plan takes well under a millisecond: the thread hop would cost more.
+OFF_LOOP_BYTES = 128 * 1024
 
 
 class Proxy:
@@ -46,6 +55,11 @@ class Proxy:
         self.session: aiohttp.ClientSession | None = None
         self.models = Models(settings, lambda: self._backend_models(timeout=3))
         self.keys = Keys(settings)
+        self.limits: LocalLimits | RedisLimits = (
+            RedisLimits(settings, self.keys.limits)
+            if settings.limits_backend == "redis"
+            else LocalLimits(self.keys.limits)
+        )
         self.started = int(time.time())
         self.sessions: Sessions | None = None
         self.records: Records = MemoryRecords(settings.responses_store_bytes)
@@ -66,8 +80,10 @@ class Proxy:
             self.traces = TraceWriter(self.settings.streaming_debug_path)
         await self.models.start()
         await self.keys.start()
+        await self.limits.start()
 
     async def stop(self) -> None:
+        await self.limits.stop()
         await self.keys.stop()
         await self.models.stop()
         if self.session is not None:
@@ -102,6 +118,10 @@ class Proxy:
         return self.keys.name_of(presented_key(request.headers))
 
     async def read_json(self, request: Request) -> Any:
+        return (await self.read_body(request))[0]
+
+    async def read_body(self, request: Request) -> tuple[Any, int]:
+        """The request's JSON, and its size in bytes."""
         limit = self.settings.max_request_bytes
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
@@ -117,11 +137,17 @@ class Proxy:
         if not raw.strip():
             raise ProxyError(400, "the request body is empty; expected JSON")
         try:
-            return msgspec.json.decode(raw)
+            return msgspec.json.decode(raw), len(raw)
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise ProxyError(400, f"the request body is not valid JSON: {exc}") from None
         except RecursionError:
             raise ProxyError(400, "the request body is nested too deeply") from None
+
+    async def plan(self, dialect: Dialect, body: Any, size: int, backend_model: str | None) -> Plan:
+        """``dialect``'s plan of a request ``size`` bytes long; off the loop when it is big."""
+        if size < OFF_LOOP_BYTES:
+            return dialect.plan(body, self.settings, backend_model)
+        return await asyncio.to_thread(dialect.plan, body, self.settings, backend_model)
 
     async def open(self, plan: Plan) -> aiohttp.ClientResponse:
         """Open the backend stream; a refusal of tools is retried here, before any byte

@@ -31,7 +31,7 @@ from . import metrics
 from .config import Settings
 from .errors import ProxyError
 from .request import think_content
-from .shape import CALL_ARGS, CALL_START, REASONING, TEXT, THINK_CLOSE, THINK_OPEN, Op
+from .shape import CALL_ARGS, CALL_END, CALL_START, REASONING, TEXT, THINK_CLOSE, THINK_OPEN, Op
 from .store import Store, StoredTurn
 
 __all__ = ["Recorder", "SessionContext", "Sessions", "scope_for", "session_id"]
@@ -62,6 +62,7 @@ class Recorder:
         self._reasoning: list[str] = []
         self._text: list[str] = []
         self._calls: dict[int, list[Any]] = {}
+        self._ended: set[int] = set()  # a call the model never finished is not stored
 
     def feed(self, ops: list[Op]) -> None:
         for op in ops:
@@ -74,6 +75,8 @@ class Recorder:
                 self._reasoning.append(op[1])
             elif kind == CALL_START:
                 self._calls[op[1]] = [op[2], op[3], []]
+            elif kind == CALL_END:
+                self._ended.add(op[1])
 
     def turn(self) -> StoredTurn:
         reasoning, text = "".join(self._reasoning), "".join(self._text)
@@ -86,7 +89,8 @@ class Recorder:
                 reasoning, text = head, ""
         calls = [
             {"id": i, "type": "function", "function": {"name": n, "arguments": "".join(a)}}
-            for i, n, a in self._calls.values()
+            for index, (i, n, a) in self._calls.items()
+            if index in self._ended
         ]
         return {"reasoning": reasoning, "content": text, "tool_calls": calls}
 

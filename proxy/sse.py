@@ -35,9 +35,13 @@ class SSEError(Exception):
 
 
 @final
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SSEEvent:
-    """One dispatched event. Don't subclass: callers compare events with ``==``."""
+    """One dispatched event. Don't subclass: callers compare events with ``==``.
+
+    Not frozen: one is made per backend chunk, and a frozen dataclass's ``__init__`` costs
+    twice as much (``object.__setattr__`` per field). Nothing changes an event once made.
+    """
 
     data: str
     event: str = "message"

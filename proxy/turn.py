@@ -49,6 +49,7 @@ class Turn:
         "_seen_content",
         "_starts_in_think",
         "_tools",
+        "cut",
         "deltas",
         "finish_reason",
         "logprobs",
@@ -68,6 +69,7 @@ class Turn:
         # Pre-parsed calls: backend index -> [our index, name, argument pieces].
         self._calls: dict[int, list[Any]] = {}
         self.finish_reason: str | None = None
+        self.cut = False  # the output ended inside a call the model never finished
         self.stop_reason: str | int | None = None
         self.deltas = 0  # backend chunks with text: the token count when usage is missing
         self.reasoning_deltas = 0  # of which reasoning: the reasoning-token estimate
@@ -130,20 +132,28 @@ class Turn:
         return self._parser.fallbacks if self._parser is not None else 0
 
     def close(self) -> list[Event]:
+        """End of output. A call still open here was never finished by the model (cut by
+        max_tokens, a stop sequence or end of sequence): it gets no ToolCallEnd, and the
+        answer is reported as truncated, so no client runs it as a complete call."""
         out = self._parser.close() if self._parser is not None else []
         if self.trace is not None:
             self.trace.record("", out)
             self.trace.finish_reason = self.finish_reason
-        for index, name, pieces in self._calls.values():
-            text = "".join(pieces)
-            try:
-                arguments = _decode_args(text) if text.strip() else {}
-            except msgspec.DecodeError:
-                arguments = {}
-            if not text.strip():
-                out.append(ToolArgs(index, "{}"))
-            out.append(ToolCallEnd(index, name, arguments if isinstance(arguments, dict) else {}))
+        for event in out:
+            if type(event) is ToolCallEnd:
+                # The parser closes what is open; only </invoke> (seen in feed) ends a call.
+                out = [e for e in out if type(e) not in (ToolArgs, ToolCallEnd)]
+                self.cut = True
+                break
+        last = len(self._calls) - 1
+        for n, (index, name, pieces) in enumerate(self._calls.values()):
+            if n == last and self.finish_reason == "length":
+                self.cut = True  # the backend's parser streamed it; the limit cut it
+                break
+            out += _pre_parsed_end(index, name, pieces)
         self._calls.clear()
+        if self.cut:
+            self.finish_reason = "length"  # however the backend ended it: truncated
         return out
 
     def _reasoning(self, text: str) -> list[Event]:
@@ -193,3 +203,15 @@ class Turn:
             if fn is not None and fn.arguments:
                 entry[2].append(fn.arguments)
                 out.append(ToolArgs(entry[0], fn.arguments))
+
+
+def _pre_parsed_end(index: int, name: str, pieces: list[str]) -> list[Event]:
+    """The end of a call a backend's own tool parser sent, its arguments decoded."""
+    text = "".join(pieces)
+    try:
+        arguments = _decode_args(text) if text.strip() else {}
+    except msgspec.DecodeError:
+        arguments = {}
+    out: list[Event] = [ToolArgs(index, "{}")] if not text.strip() else []
+    out.append(ToolCallEnd(index, name, arguments if isinstance(arguments, dict) else {}))
+    return out

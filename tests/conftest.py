@@ -3,12 +3,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
 
 from proxy.sim import SimServer, start_sim
 from tests.servers import Background, ProxyServer, settings_for
+from tests.test_responses import Client
+from tests.test_sessions import need_redis
 
 AGENTS = Path(__file__).parent / "agents"
 
@@ -72,3 +75,61 @@ def make_proxy(bg: Background, sim_server: SimServer) -> Iterator[Callable[..., 
 def client(proxy_server: ProxyServer, sim: SimServer) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=proxy_server.url + "/v1", api_key="unused", max_retries=0) as c:
         yield c
+
+
+# -- the Responses API's state (test_responses_state, test_background) ---------------
+
+REDIS_DB = "redis://127.0.0.1:6379/13"  # these tests' own database on the shared Redis
+
+
+@pytest.fixture
+def store_for(tmp_path: Path) -> Callable[[str], dict[str, str]]:
+    """The settings of a records store: ``memory``, ``sqlite`` (a file of this test) or
+    ``redis`` (skipped without Redis unless REQUIRE_REDIS=1)."""
+
+    def make(kind: str) -> dict[str, str]:
+        if kind == "memory":
+            return {}
+        if kind == "redis":
+            need_redis()
+        return {
+            "SESSION_STORE_ENABLED": "true",
+            "SESSION_STORE_BACKEND": kind,
+            "SESSION_STORE_PATH": str(tmp_path / "state.db"),
+            "REDIS_URL": REDIS_DB,
+        }
+
+    return make
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def store(
+    request: pytest.FixtureRequest, store_for: Callable[[str], dict[str, str]]
+) -> dict[str, str]:
+    return store_for(request.param)
+
+
+@pytest.fixture
+def open_client() -> Iterator[Callable[..., Client]]:
+    """Responses clients on proxies; every stream they read is grammar-checked at the end."""
+    made: list[Client] = []
+
+    def make(server: Any, key: str = "unused") -> Client:
+        made.append(Client(server, key))
+        return made[-1]
+
+    yield make
+    for c in made:
+        c.sdk.close()
+        c.check_all()
+
+
+@pytest.fixture
+def sc(
+    make_proxy: Callable[..., ProxyServer],
+    sim: SimServer,
+    open_client: Callable[..., Client],
+    store: dict[str, str],
+) -> Client:
+    """A Responses client on a proxy with each records store in turn."""
+    return open_client(make_proxy(**store))

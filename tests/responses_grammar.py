@@ -6,7 +6,11 @@ items one at a time (``output_item.added`` → part added → deltas → ``.done
 ``output_item.done`` with the whole item); ``output_index`` the item's position;
 ``sequence_number`` 0, 1, 2, …; text in ``.done`` events equal to the deltas joined;
 one terminal event last, whose ``output`` holds exactly the items done. Keep-alive
-``response.in_progress`` events may come anywhere before the end.
+``response.in_progress`` events may come anywhere before the end. A call the model never
+finished (cut by a failure or max_tokens) stays open: no ``.done`` events, not in ``output``,
+and the terminal event is then ``response.failed`` or ``response.incomplete``. A stream that
+starts after 0 is a background run resumed with ``starting_after``: its events must number on
+and end in one terminal event.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ _TERMINAL = {
     "response.completed": "completed",
     "response.incomplete": "incomplete",
     "response.failed": "failed",
+    "response.cancelled": "cancelled",  # a cancelled background response
 }
 _DELTAS = {
     "message": ("response.output_text.delta", "response.output_text.done"),
@@ -44,6 +49,7 @@ class Checked:
     response: dict[str, Any]  # the terminal event's response
     items: list[dict[str, Any]] = field(default_factory=list)  # from output_item.done
     deltas: dict[str, int] = field(default_factory=dict)  # item id -> delta events
+    cut: dict[str, Any] | None = None  # a call left open at the end, as added
 
 
 def events_of(text: str) -> list[dict[str, Any]]:
@@ -67,17 +73,16 @@ def events_of(text: str) -> list[dict[str, Any]]:
 def check(text: str) -> Checked:
     events = events_of(text)
     assert events, "no events"
-    assert events[0]["type"] == "response.created", "the first event must be response.created"
-    assert events[1]["type"] == "response.in_progress"
-    rid = events[0]["response"]["id"]
-    assert events[0]["response"]["status"] == "in_progress"
-    assert events[0]["response"]["output"] == []
+    if events[0]["sequence_number"] > 0:
+        return _check_tail(events)
+    rid = _check_start(events)
     done: list[dict[str, Any]] = []
     deltas: dict[str, int] = {}
     item: dict[str, Any] | None = None  # the open item, as added
     text_so_far: list[str] = []
     stage = ""  # within the open item: "", "part", "text-done", "part-done"
     terminal: dict[str, Any] | None = None
+    cut: dict[str, Any] | None = None
     for n, ev in enumerate(events):
         kind = ev["type"]
         assert ev["sequence_number"] == n, f"{kind}: sequence_number {ev['sequence_number']} != {n}"
@@ -87,11 +92,18 @@ def check(text: str) -> Checked:
             assert ev["response"]["id"] == rid
             continue
         if kind in _TERMINAL:
-            assert item is None, f"{where}: item {item and item['id']} still open"
+            if item is not None:
+                assert item["type"] in ("function_call", "custom_tool_call"), (
+                    f"{where}: item {item['id']} still open"
+                )
+                assert kind != "response.completed", f"{where}: completed with a call still open"
+                cut, item = item, None
             terminal = ev["response"]
             assert terminal["id"] == rid and terminal["status"] == _TERMINAL[kind]
             assert terminal["output"] == done, f"{where}: output differs from the items done"
-            if kind != "response.failed":
+            if kind == "response.cancelled":
+                assert terminal["background"] is True, "only background responses are cancelled"
+            elif kind != "response.failed":
                 usage = terminal["usage"]
                 for key in ("input_tokens", "output_tokens", "total_tokens"):
                     assert isinstance(usage[key], int)
@@ -130,7 +142,28 @@ def check(text: str) -> Checked:
             text_so_far.append(ev["delta"])
         stage = _next_stage(kind, stage)
     assert terminal is not None, "no terminal event"
-    return Checked(events, terminal, done, deltas)
+    return Checked(events, terminal, done, deltas, cut)
+
+
+def _check_start(events: list[dict[str, Any]]) -> str:
+    """The response id, once the stream is seen to start as it must."""
+    assert events[0]["type"] == "response.created", "the first event must be response.created"
+    assert events[1]["type"] == "response.in_progress"
+    assert events[0]["response"]["status"] == "in_progress"
+    assert events[0]["response"]["output"] == []
+    return str(events[0]["response"]["id"])
+
+
+def _check_tail(events: list[dict[str, Any]]) -> Checked:
+    """A background stream resumed after a sequence number (``starting_after``): the
+    events that follow, numbered on from there, ending in one terminal event."""
+    first = events[0]["sequence_number"]
+    for n, ev in enumerate(events):
+        assert ev["sequence_number"] == first + n, f"{ev['type']}: sequence_number"
+        assert ev["type"] != "response.created", "response.created in a resumed stream"
+    ends = [ev for ev in events if ev["type"] in _TERMINAL]
+    assert ends == [events[-1]], "one terminal event, last"
+    return Checked(events, events[-1]["response"])
 
 
 def _next_stage(kind: str, stage: str) -> str:

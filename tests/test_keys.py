@@ -79,7 +79,7 @@ def test_a_key_at_its_limit_gets_429_while_another_is_served(
         abandoned = alice.chat.completions.create(**_ask(SLOW), stream=True)
         next(iter(abandoned))
         abandoned.close()
-        _wait(lambda: server.app.state.proxy.keys._active.get("alice") == 0)
+        _wait(lambda: server.app.state.proxy.limits.in_flight("alice") == 0)
         assert alice.chat.completions.create(**_ask()).choices[0].message.content
     text = httpx.get(server.url + "/metrics").text
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -58,20 +58,6 @@ class Client:
     def check_all(self) -> None:
         for body in self.recording.bodies:
             check(body.decode())
-
-
-@pytest.fixture
-def open_client() -> Iterator[Callable[..., Client]]:
-    made: list[Client] = []
-
-    def make(server: ProxyServer, key: str = "unused") -> Client:
-        made.append(Client(server, key))
-        return made[-1]
-
-    yield make
-    for c in made:
-        c.sdk.close()
-        c.check_all()
 
 
 @pytest.fixture
@@ -728,3 +714,34 @@ def test_custom_call_closed_by_the_next_call_keeps_its_input() -> None:
         ("call_a", "one"),
         ("call_b", "two"),
     ]
+
+
+def test_custom_tool_input_streams_as_written(rc: Client) -> None:
+    patch_tool = {"type": "custom", "name": "apply_patch", "description": "Apply a patch"}
+    patch = '*** Begin Patch\n+print("héllo \\\\ 😀")\n\ttab\n*** End Patch'
+    raw = (
+        "Patch it.\n</think>\n\n<minimax:tool_call>\n"
+        f'<invoke name="apply_patch">\n<parameter name="input">{patch}</parameter>\n'
+        "</invoke>\n</minimax:tool_call>"
+    )
+    # Cut everywhere, escapes and the emoji included: every piece is decoded once.
+    events = list(
+        rc.sdk.responses.create(
+            model="m", input=script(raw, [3] * 60), tools=[patch_tool], stream=True
+        )
+    )
+    deltas = [e.delta for e in events if e.type == "response.custom_tool_call_input.delta"]
+    assert len(deltas) > 10 and "".join(deltas) == patch
+    call = events[-1].response.output[-1]
+    assert call.type == "custom_tool_call" and call.input == patch
+    assert rc.last().deltas[call.id] == len(deltas)
+
+
+def test_custom_tool_input_of_another_shape_comes_whole() -> None:
+    from proxy.responses.freeform import InputStream
+
+    other = InputStream()
+    assert other.feed('{"patch": "x"}') == "" and other.sent == []
+    split = InputStream()
+    pieces = ['{"in', 'put": "a\\', "u00e9\\ud83d", "\\ude00", 'b"}']
+    assert "".join(split.feed(p) for p in pieces) == "aé😀b"

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from ..errors import ProxyError, openai_error_body
-from ..shape import CALL_ARGS, CALL_START, LOGPROBS, REASONING, TEXT, Op
+from ..shape import CALL_ARGS, CALL_END, CALL_START, LOGPROBS, REASONING, TEXT, Op
 from ..turn import Turn
 
 __all__ = ["OpenAIResult", "OpenAIStream", "finish_reason", "usage_dict"]
@@ -128,6 +128,7 @@ class OpenAIResult:
         self._text: list[str] = []
         self._reasoning: list[str] = []
         self._calls: dict[int, dict[str, Any]] = {}
+        self._ended: set[int] = set()  # calls the model finished; only these are returned
         self._logprobs: list[Any] | None = None
 
     def ops(self, ops: list[Op]) -> None:
@@ -142,6 +143,8 @@ class OpenAIResult:
             elif kind == CALL_START:
                 fn = {"name": op[3], "arguments": []}
                 self._calls[op[1]] = {"id": op[2], "type": "function", "function": fn}
+            elif kind == CALL_END:
+                self._ended.add(op[1])
             elif kind == LOGPROBS:
                 if self._logprobs is None:
                     self._logprobs = []
@@ -167,9 +170,10 @@ class OpenAIResult:
                     "text": reasoning,
                 }
             ]
-        if self._calls:
+        ended = [call for index, call in self._calls.items() if index in self._ended]
+        if ended:
             tool_calls = []
-            for call in self._calls.values():
+            for call in ended:
                 fn = call["function"]
                 joined = {**fn, "arguments": "".join(fn["arguments"])}
                 tool_calls.append({**call, "function": joined})

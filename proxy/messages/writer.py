@@ -76,6 +76,7 @@ class AnthropicStream:
         self._stops = stop_sequences
         self._kind: int | None = None  # the open block: REASONING, TEXT or CALL_START
         self._index = -1
+        self._call = -1  # the index of the open call, when the open block is one
         self._delta_head = b""
         self._mac: Any = None
 
@@ -120,13 +121,16 @@ class AnthropicStream:
             elif kind == CALL_START:
                 use = {"type": "tool_use", "id": op[2], "name": op[3], "input": {}}
                 self._open(CALL_START, use, out)
-            elif kind == CALL_END:
+                self._call = op[1]
+            elif kind == CALL_END and self._kind == CALL_START and self._call == op[1]:
                 self._close(out)
         return b"".join(out)
 
     def end(self, turn: Turn, calls: int) -> bytes:
         reason, sequence = stop_reason(turn.finish_reason, turn.stop_reason, calls, self._stops)
         out: list[bytes] = []
+        if self._kind == CALL_START:
+            self._kind = None  # a call the model never finished: no content_block_stop
         self._close(out)
         delta: dict[str, Any] = {
             "type": "message_delta",
@@ -183,6 +187,7 @@ class AnthropicResult:
         self._secret = secret
         self._blocks: list[dict[str, Any]] = []
         self._parts: list[str] = []  # text of the open thinking or text block
+        self._uses: dict[str, dict[str, Any]] = {}  # tool_use blocks by id
 
     def ops(self, ops: list[Op]) -> None:
         for op in ops:
@@ -195,9 +200,12 @@ class AnthropicResult:
                 self._parts.append(op[1])
             elif kind == CALL_START:
                 self._end_text()
-                self._blocks.append({"type": "tool_use", "id": op[2], "name": op[3], "input": {}})
+                use = {"type": "tool_use", "id": op[2], "name": op[3]}
+                self._uses[op[2]] = use
+                self._blocks.append(use)
             elif kind == CALL_END:
-                self._blocks[-1]["input"] = op[4]
+                # By id: a backend's own parser ends all its calls at the end of output.
+                self._uses[op[2]]["input"] = op[4]
 
     def _end_text(self) -> None:
         if not self._parts:
@@ -215,13 +223,16 @@ class AnthropicResult:
         reason, sequence = stop_reason(turn.finish_reason, turn.stop_reason, calls, self._stops)
         usage = usage_dict(turn)
         self._end_text()
+        # A tool_use block gets its input when the model finished the call; one it did
+        # not finish (cut by max_tokens) is left out.
+        blocks = [b for b in self._blocks if b["type"] != "tool_use" or "input" in b]
         return _enc(
             {
                 "id": self._id,
                 "type": "message",
                 "role": "assistant",
                 "model": self._model,
-                "content": self._blocks,
+                "content": blocks,
                 "stop_reason": reason,
                 "stop_sequence": sequence,
                 "usage": usage,

@@ -20,13 +20,15 @@ from ..dialect import Dialect, Result, StreamWriter
 from ..errors import ProxyError, openai_error_body
 from ..request import Plan
 from ..shape import Shaper, new_id
+from . import conversations
+from .items import normalised
 from .reader import Echo, history_messages, plan_responses
 from .writer import ResponsesResult, ResponsesStream
 
 if TYPE_CHECKING:
     from ..service import Proxy
 
-__all__ = ["RESPONSES", "stored_response"]
+__all__ = ["RESPONSES", "chain_items", "keep_response", "stored_response"]
 
 log = logging.getLogger("proxy")
 _MAX_CHAIN = 10_000  # previous_response_id links followed at most (a loop is not a chain)
@@ -59,62 +61,84 @@ class Responses:
         return Response(openai_error_body(err), err.status, headers, "application/json")
 
     async def prepare(self, plan: Plan, proxy: Proxy, scope: str) -> None:
-        """Put the history of ``previous_response_id`` before this request's input."""
+        """Put the history of ``previous_response_id`` or ``conversation`` before the input."""
         echo: Echo = plan.extra
-        if echo.previous is None:
+        if echo.previous is not None:
+            carried, route = await chain_items(proxy, scope, echo.previous)
+            # A routing key kept with the chain's first turn keeps the conversation on its replica.
+            plan.route = route
+        elif echo.conversation is not None:
+            carried = (await conversations.load(proxy, scope, echo.conversation, "conversation"))[
+                "items"
+            ]
+        else:
             return
-        chain: list[Any] = []
-        wanted: str | None = echo.previous
-        while wanted is not None and len(chain) < _MAX_CHAIN:
-            record = await stored_response(proxy, scope, wanted)
-            if record is None:
-                raise ProxyError(
-                    404,
-                    f"Previous response with id '{wanted}' not found.",
-                    code="previous_response_not_found",
-                    param="previous_response_id",
-                )
-            chain.append(record)
-            wanted = record["response"].get("previous_response_id")
-        # A routing key kept with the chain's first turn keeps the conversation on its replica.
-        plan.route = chain[-1].get("route") or None
-        items: list[Any] = []
-        for record in reversed(chain):
-            items += record["input"]
-            items += record["response"]["output"]
-        plan.backend_body["messages"] = history_messages(items + echo.items, echo, proxy.settings)
+        plan.backend_body["messages"] = history_messages(carried + echo.items, echo, proxy.settings)
 
     async def keep(self, plan: Plan, proxy: Proxy, scope: str, answer: Any) -> None:
-        echo: Echo = plan.extra
         final = getattr(answer, "final", None)
-        if not echo.store or final is None:
+        if final is None:
             return
-        record = {"response": final, "input": echo.items}
-        if plan.route is not None:
-            record["route"] = plan.route
-        try:
-            await proxy.records.put_record(
-                scope, final["id"], record, proxy.settings.responses_ttl_seconds
+        await keep_response(proxy, scope, plan, final)
+
+
+async def keep_response(proxy: Proxy, scope: str, plan: Plan, final: dict[str, Any]) -> None:
+    """Keep a finished response (unless ``store`` is false) and extend its conversation.
+
+    A store outage never fails the answer itself: it is logged.
+    """
+    echo: Echo = plan.extra
+    try:
+        kept = normalised(echo.items)  # ids made once: the conversation and the record agree
+        if echo.conversation is not None:
+            added = kept + final["output"]
+            await conversations.add_items(proxy, scope, echo.conversation, added, "conversation")
+        if echo.store:
+            record = {"response": final, "input": kept}
+            if plan.route is not None:
+                record["route"] = plan.route
+            ttl = proxy.settings.responses_ttl_seconds
+            await proxy.records.put_record(scope, final["id"], record, ttl)
+    except Exception as exc:
+        log.warning("could not keep response %s: %s", final["id"], exc)
+
+
+async def chain_items(
+    proxy: Proxy, scope: str, previous: str | None
+) -> tuple[list[Any], str | None]:
+    """The items a ``previous_response_id`` chain carries, oldest first, and the routing
+    key its first turn was sent with (None if it kept none).
+
+    Raises:
+        ProxyError: 404 ``previous_response_not_found`` for a missing link.
+    """
+    chain: list[Any] = []
+    wanted = previous
+    while wanted is not None and len(chain) < _MAX_CHAIN:
+        record = await stored_response(proxy, scope, wanted)
+        if record is None:
+            raise ProxyError(
+                404,
+                f"Previous response with id '{wanted}' not found.",
+                code="previous_response_not_found",
+                param="previous_response_id",
             )
-        except Exception as exc:  # a store outage never fails the answer itself
-            log.warning("could not keep response %s: %s", final["id"], exc)
+        chain.append(record)
+        wanted = record["response"].get("previous_response_id")
+    items: list[Any] = []
+    for record in reversed(chain):
+        items += record["input"]
+        items += record["response"]["output"]
+    return items, (chain[-1].get("route") or None) if chain else None
 
 
-async def stored_response(proxy: Proxy, scope: str, response_id: str, delete: bool = False) -> Any:
-    """The kept ``{"response", "input"}`` record, or None; with ``delete``, forget it.
+async def stored_response(proxy: Proxy, scope: str, response_id: str) -> Any:
+    """The kept ``{"response", "input"}`` record, or None.
 
     Raises:
         ProxyError: 503 when the store does not answer (an unknown id is a 404, not this).
     """
-    try:
-        if delete:
-            return await proxy.records.delete_record(scope, response_id)
-        return await proxy.records.get_record(scope, response_id)
-    except Exception as exc:
-        log.warning("the response store failed: %s", exc)
-        raise ProxyError(
-            503, "the response store is unavailable; try again", code="store_unavailable"
-        ) from None
+    return await conversations.store_call(proxy.records.get_record(scope, response_id))
 
 
 RESPONSES: Dialect = Responses()

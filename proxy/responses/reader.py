@@ -38,6 +38,7 @@ from ..request import (
     tool_hint,
 )
 from .carry import read_reasoning
+from .conversations import conversation_id
 
 __all__ = ["Echo", "history_messages", "plan_responses"]
 
@@ -80,6 +81,8 @@ class Echo:
     encrypted: bool = False  # include asks for reasoning.encrypted_content
     store: bool = True
     previous: str | None = None  # previous_response_id
+    conversation: str | None = None  # the conversation's id
+    background: bool = False
     items: list[Any] = field(default_factory=list)  # this request's input items
     instructions: str | None = None
     hint: str | None = None  # the system hint for a required or named tool choice
@@ -106,9 +109,7 @@ def plan_responses(body: Any, settings: Settings, backend_model: str | None) -> 
         )
     if instructions is not None and not isinstance(instructions, str):
         raise bad("instructions must be a string", "instructions")
-    previous = body.get("previous_response_id")
-    if previous is not None and not isinstance(previous, str):
-        raise bad("previous_response_id must be a string", "previous_response_id")
+    previous, conversation, background = _state(body)
     include = body.get("include")
     if include is not None and not isinstance(include, list):
         raise bad("include must be an array of strings", "include")
@@ -128,6 +129,8 @@ def plan_responses(body: Any, settings: Settings, backend_model: str | None) -> 
         encrypted="reasoning.encrypted_content" in (include or ()),
         store=body.get("store") is not False,
         previous=previous,
+        conversation=conversation,
+        background=background,
         items=items,
         instructions=instructions,
         hint=tool_hint(required, named) if tools else None,
@@ -135,7 +138,8 @@ def plan_responses(body: Any, settings: Settings, backend_model: str | None) -> 
     echo.fields["tools"] = body.get("tools") or []
     echo.fields["tool_choice"] = body.get("tool_choice") or "auto"
     echo.fields["parallel_tool_calls"] = body.get("parallel_tool_calls") is not False
-    echo.fields["store"] = echo.store
+    thread = {"id": conversation} if conversation else None
+    echo.fields.update(store=echo.store, background=background, conversation=thread)
     messages = history_messages(items, echo, settings)
     backend = backend_body(messages, backend_model or model, temperature, max_tokens, tools)
     response_format = _response_format(body.get("text"))
@@ -152,6 +156,20 @@ def plan_responses(body: Any, settings: Settings, backend_model: str | None) -> 
         max_calls=max_calls,
         extra=echo,
     )
+
+
+def _state(body: dict[str, Any]) -> tuple[str | None, str | None, bool]:
+    """(previous_response_id, the conversation's id, background) of a request, checked."""
+    previous = body.get("previous_response_id")
+    if previous is not None and not isinstance(previous, str):
+        raise bad("previous_response_id must be a string", "previous_response_id")
+    conversation = conversation_id(body.get("conversation"))
+    if conversation is not None and previous is not None:
+        raise bad("previous_response_id and conversation cannot be used together", "conversation")
+    background = body.get("background") is True
+    if background and body.get("store") is False:
+        raise bad("background responses must be stored: store cannot be false", "background")
+    return previous, conversation, background
 
 
 def _input_items(value: Any) -> list[Any]:

@@ -23,6 +23,7 @@ from ..errors import ProxyError
 from ..shape import CALL_ARGS, CALL_END, CALL_START, REASONING, TEXT, Op
 from ..turn import Turn
 from .carry import seal_reasoning
+from .freeform import InputStream
 from .reader import Echo
 
 __all__ = ["ResponsesResult", "ResponsesStream", "response_object"]
@@ -59,7 +60,7 @@ def response_object(
         "object": "response",
         "created_at": created,
         "status": status,
-        "background": False,
+        "background": f["background"],
         "error": error,
         "incomplete_details": ({"reason": "max_output_tokens"} if status == "incomplete" else None),
         "instructions": f["instructions"],
@@ -83,6 +84,8 @@ def response_object(
         "user": f["user"],
         "metadata": f["metadata"] or {},
     }
+    if f["conversation"] is not None:
+        obj["conversation"] = f["conversation"]
     if status == "completed":
         obj["completed_at"] = int(time.time())
     return obj
@@ -103,6 +106,7 @@ _TEXT_DELTA = _head("response.output_text.delta")
 _SUMMARY_DELTA = _head("response.reasoning_summary_text.delta")
 _REASONING_DELTA = _head("response.reasoning_text.delta")
 _ARGS_DELTA = _head("response.function_call_arguments.delta")
+_INPUT_DELTA = _head("response.custom_tool_call_input.delta")
 _BRIEF = ("id", "object", "created_at", "status", "model", "output")
 
 
@@ -132,6 +136,7 @@ class ResponsesResult:
         self._parts: list[str] = []
         self._call_index = -1
         self._custom = False
+        self._input = InputStream()  # the open custom call's input, as it streams
 
     def ops(self, ops: list[Op]) -> None:
         for op in ops:
@@ -149,13 +154,17 @@ class ResponsesResult:
                 self._parts.append(op[2])
                 if not self._custom:
                     self._delta(_ARGS_DELTA, op[2])
+                else:
+                    text = self._input.feed(op[2])
+                    if text:
+                        self._delta(_INPUT_DELTA, text)
         elif kind == CALL_START:
             self._open_call(op[1], op[2], op[3])
         elif kind == CALL_END and self._kind == _CALL and op[1] == self._call_index:
             self._close("completed", op[4])
 
     def body(self, turn: Turn, calls: int) -> bytes:
-        self._close("completed")
+        self._finish("completed")
         status = _status(turn)
         self.final = self._response(status, self.items, usage_dict(turn))
         return _enc(self.final)
@@ -177,6 +186,7 @@ class ResponsesResult:
         self._close("completed")
         self._kind, self._call_index = _CALL, index
         self._custom = flat_name in self._echo.custom
+        self._input = InputStream()
         n = len(self.items)
         if self._custom:
             item = {
@@ -195,6 +205,16 @@ class ResponsesResult:
         self._item = item
         self._added()
 
+    def _finish(self, status: str) -> None:
+        """At the end of the response: close the open text or reasoning item. An open call
+        never got its end from the model (cut by a failure or max_tokens): it gets no
+        ``.done`` events and stays out of ``output``, because clients run a call as soon
+        as its ``output_item.done`` arrives."""
+        if self._kind == _CALL:
+            self._kind, self._parts = None, []
+        else:
+            self._close(status)
+
     def _close(self, status: str, arguments: Any = None) -> None:
         """Finish the open item (if any) with what it received."""
         if self._kind is None:
@@ -212,18 +232,25 @@ class ResponsesResult:
             if self._echo.encrypted:
                 item["encrypted_content"] = seal_reasoning(self._secret, text)
         elif self._custom:
-            if not isinstance(arguments, dict):  # closed before its end: what was streamed
-                try:
-                    arguments = msgspec.json.decode(text)
-                except msgspec.DecodeError:
-                    arguments = None
-            found = arguments.get("input") if isinstance(arguments, dict) else None
-            item["input"] = found if isinstance(found, str) else text
+            item["input"] = self._custom_input(arguments, text)
         else:
             item["arguments"] = text or "{}"
         item["status"] = status
         self._done(kind, item)
         self.items.append(item)
+
+    def _custom_input(self, arguments: Any, text: str) -> str:
+        """A custom call's input; never other than what its deltas already said."""
+        if not isinstance(arguments, dict):  # closed before its end: what was streamed
+            try:
+                arguments = msgspec.json.decode(text)
+            except msgspec.DecodeError:
+                arguments = None
+        found = arguments.get("input") if isinstance(arguments, dict) else None
+        sent = "".join(self._input.sent)
+        if isinstance(found, str) and found.startswith(sent):
+            return found
+        return sent or (found if isinstance(found, str) else text)
 
     def _response(
         self,
@@ -294,18 +321,31 @@ class ResponsesStream(ResponsesResult):
         self._out.append(head + self._seq() + self._delta_mid + _enc(text) + b"}\n\n")
 
     def end(self, turn: Turn, calls: int) -> bytes:
-        self._close("completed")
+        self._finish("completed")
         status = _status(turn)
         self.final = self._response(status, self.items, usage_dict(turn))
         self._out.append(self._event(f"response.{status}", {"response": self.final}))
         return self._flush()
 
     def error(self, err: ProxyError) -> bytes:
-        self._close("incomplete")
+        self._finish("incomplete")
         code = err.code if err.code and not err.code.startswith("backend_") else "server_error"
-        failed = self._response("failed", self.items, error={"code": code, "message": err.message})
-        self._out.append(self._event("response.failed", {"response": failed}))
+        error = {"code": code, "message": err.message}
+        self.final = self._response("failed", self.items, error=error)
+        self._out.append(self._event("response.failed", {"response": self.final}))
         return self._flush()
+
+    def cancelled(self) -> bytes:
+        """The end of a cancelled background response: what was done, and the open item
+        as far as it got."""
+        self._close("incomplete")
+        self.final = self._response("cancelled", self.items)
+        self._out.append(self._event("response.cancelled", {"response": self.final}))
+        return self._flush()
+
+    def snapshot(self, status: str) -> dict[str, Any]:
+        """The response object as it stands: the items done so far."""
+        return self._response(status, list(self.items))
 
     def _flush(self) -> bytes:
         out = self._out
@@ -398,10 +438,13 @@ class ResponsesStream(ResponsesResult):
                 )
             )
         elif item["type"] == "custom_tool_call":
-            # The input is whole only here: the model writes it as a JSON string value.
-            ev.append(
-                self._event("response.custom_tool_call_input.delta", self._at(delta=item["input"]))
-            )
+            # What did not stream (arguments of another shape, a call cut short) goes now.
+            sent = "".join(self._input.sent)
+            rest = item["input"][len(sent) :] if item["input"].startswith(sent) else ""
+            if rest:
+                ev.append(
+                    self._event("response.custom_tool_call_input.delta", self._at(delta=rest))
+                )
             ev.append(
                 self._event("response.custom_tool_call_input.done", self._at(input=item["input"]))
             )
