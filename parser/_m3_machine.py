@@ -102,12 +102,7 @@ class M3Parser(StreamParser, grammar="m3"):
         return self._run(delta)
 
     def close(self) -> list[Event]:
-        if self._state is State.CLOSED:
-            raise ParserUsageError("close() after close()")
-        tail = self._tokens.close()
-        out = self._run(tail) if tail else []
-        self._out = out
-        held, self._hold = self._hold, ""
+        out, held = self._closing(State.CLOSED)
         state: State = self._state
         if state is State.TAG:
             state = self._back

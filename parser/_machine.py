@@ -106,12 +106,7 @@ class M2Parser(StreamParser, grammar="m2"):
         return self._run(delta)
 
     def close(self) -> list[Event]:
-        if self._state is State.CLOSED:
-            raise ParserUsageError("close() after close()")
-        tail = self._tokens.close()
-        out = self._run(tail) if tail else []
-        self._out = out
-        held, self._hold = self._hold, ""
+        out, held = self._closing(State.CLOSED)
         state = self._state
         if state is State.THINK_START or state is State.CONTENT_START:
             self._raw.append(held)

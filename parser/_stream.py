@@ -98,6 +98,17 @@ class StreamParser:
 
     # -- the driver and the output, shared by the machines --------------------
 
+    def _closing(self, closed: Any) -> tuple[list[Event], str]:
+        """The start of ``close()``: refuse a second one, parse what the token filter
+        held back; returns the events so far and the text the machine still holds."""
+        if self._state is closed:
+            raise ParserUsageError("close() after close()")
+        tail = self._tokens.close()
+        out = self._run(tail) if tail else []
+        self._out = out
+        held, self._hold = self._hold, ""
+        return out, held
+
     def _init_common(self) -> None:
         """What every machine starts with: the token filter, the hold-back and the output."""
         self.fallbacks = 0
