@@ -18,7 +18,12 @@ Three server processes are started on free loopback ports and always stopped at 
   installed), in front of the same sim, started in a scratch directory so that no ``.env`` is read.
   With ``--loops`` it is pinned to uvloop (``EVENT_LOOP=uvloop``), and a fourth process,
   **proxy_asyncio**, is the same proxy on the standard asyncio loop, measured in the same run
-  right after it, scenario by scenario.
+  right after it, scenario by scenario;
+- **proxy_m3**: a second proxy process with ``MODEL_GRAMMAR=m3`` in front of the same sim, given
+  each scenario's reply written in MiniMax-M3's text (``<mm:think>`` tags, the long reply's calls
+  in M3's markup) and checked to decode to the same text and calls: the proxy's CPU per backend
+  chunk on M3 beside M2. ``--targets`` runs a subset (e.g. ``proxy,proxy_m3``; ``--rev`` of a
+  revision from before M3: leave ``proxy_m3`` out).
 
 The load generator runs in this process on plain asyncio protocols (keep-alive HTTP/1.1, one
 connection per worker): on the hot path it only timestamps each network read and looks for the
@@ -59,6 +64,7 @@ import argparse
 import asyncio
 import bisect
 import contextlib
+import dataclasses
 import datetime as _dt
 import gc
 import io
@@ -103,6 +109,9 @@ TARGETS = ("direct", "relay", "floor", "proxy", "messages", "responses")
 PATHS = {"messages": "/v1/messages", "responses": "/v1/responses"}
 BACKLOG = 2048  # the listen backlog of the floor; the proxy's own (proxy/__main__.py) is the same
 ASYNCIO = "proxy_asyncio"  # the proxy on the standard loop (--loops)
+# A second proxy process (MODEL_GRAMMAR=m3) streaming each reply written in MiniMax-M3's text.
+M3 = "proxy_m3"
+M3_OPEN, M3_CLOSE = "<mm:think>", "</mm:think>"
 HEADERS = {"content-type": "application/json", "accept": "text/event-stream"}
 CHILD_ENV: dict[str, str] = {}  # extra environment for the sim and proxy processes (--rev)
 
@@ -293,10 +302,13 @@ def start_floor(workdir: Path, upstream: str) -> Server:
     return spawn("floor", argv, {}, workdir, port)
 
 
-def start_proxy(workdir: Path, upstream: str, loop: str = "auto", name: str = "proxy") -> Server:
+def start_proxy(
+    workdir: Path, upstream: str, loop: str = "auto", name: str = "proxy", grammar: str = "auto"
+) -> Server:
     port = common.free_port()
     # A scratch working directory: no developer .env is read.
-    env = {"TABBY_URL": upstream, "HOST": "127.0.0.1", "PORT": str(port), "EVENT_LOOP": loop}
+    env = {"TABBY_URL": upstream, "HOST": "127.0.0.1", "PORT": str(port), "EVENT_LOOP": loop,
+           "MODEL_GRAMMAR": grammar}  # fmt: skip
     return spawn(name, [PYTHON, "-m", "proxy"], env, workdir, port)
 
 
@@ -336,6 +348,8 @@ class Workload:
     long: bool = False
     responses_body: bytes = b""  # the same request on the Responses API
     messages_body: bytes = b""  # and on the Messages API
+    m3_raw: str = ""  # the same reply written in MiniMax-M3's text (target proxy_m3)
+    m3_body: bytes = b""
     planned_calls: list[dict[str, Any]] = field(default_factory=list)
     # Staggered: worker i starts i/concurrency of one request's duration late, so arrivals and
     # token phases spread evenly (a steady state); only the middle requests of each worker, which
@@ -351,11 +365,15 @@ class Workload:
         return range(1, self.per_worker - 1) if self.spread else range(self.per_worker)
 
 
-def script_body(raw: str, rate: float, note: str = "Benchmark stream.", api: str = "chat") -> bytes:
+def script_body(
+    raw: str, rate: float, note: str = "Benchmark stream.", api: str = "chat", tools: Any = None
+) -> bytes:
     """A request on ``api`` (chat, messages or responses) whose reply is ``raw``."""
     script = json.dumps({"raw": raw, "chunks": []}, ensure_ascii=False)
     text = f"{note} SIM_RATE:{rate:g} SIM_SCRIPT:{script}"
     body: dict[str, Any] = {"model": "MiniMax-M2", "stream": True}
+    if tools:
+        body["tools"] = tools
     if api == "responses":
         body["input"] = text
     else:
@@ -381,10 +399,14 @@ def script_workload(
         raw = _REASONING + "\n</think>\n\n" + _ANSWER
     chunks = -(-len(raw) // TOKEN_CHARS)
     body = script_body(raw, rate)
+    # M3 (adaptive, the model chose to think): the same reasoning and text in M3's tags.
+    reasoning, _, answer = raw.partition("\n</think>\n\n")
+    m3_raw = M3_OPEN + reasoning + M3_CLOSE + answer
     return Workload(
         key, label, concurrency, per_worker, rate, body, raw, chunks, staggered=staggered,
         responses_body=script_body(raw, rate, api="responses"),
         messages_body=script_body(raw, rate, api="messages"),
+        m3_raw=m3_raw, m3_body=script_body(m3_raw, rate),
     )  # fmt: skip
 
 
@@ -422,6 +444,11 @@ def long_workload(per_worker: int) -> Workload:
                    "tools": [{"name": "write_file", "description": "Write a file",
                               "input_schema": tool["function"]["parameters"]}]}  # fmt: skip
     w.messages_body = json.dumps(as_messages).encode()
+    from proxy.sim import m3
+    from proxy.sim.replies import plan_turn
+
+    w.m3_raw = m3.render(plan_turn(body), "adaptive", "none")[0]
+    w.m3_body = script_body(w.m3_raw, 0, body["messages"][0]["content"], tools=[tool])
     return w
 
 
@@ -455,7 +482,16 @@ WARMUP = {api: script_body("ok\n</think>\n\nok", 0, "Warm-up.", api)
 WARMUP_BODY = WARMUP["chat"]
 
 
+def for_target(w: Workload, target: str) -> Workload:
+    """``w`` as ``target`` receives it: proxy_m3's backend streams the M3 text."""
+    if target != M3:
+        return w
+    return dataclasses.replace(w, raw=w.m3_raw, backend_chunks=-(-len(w.m3_raw) // TOKEN_CHARS))
+
+
 def body_for(target: str, w: Workload) -> bytes:
+    if target == M3:
+        return w.m3_body
     if target == "responses":
         return w.responses_body
     return w.messages_body if target == "messages" else w.body
@@ -817,20 +853,24 @@ def decode_sample(sample: Sample, target: str = "proxy") -> Stream:
     return Stream(sample.start, sample.end, times, ends, joined, calls, sample.worker, sample.n)
 
 
-def proxy_text(raw: str) -> tuple[str, Any]:
+def proxy_text(raw: str, m3: bool = False) -> tuple[str, Any]:
     """What the proxy shows for a reasoning-then-text reply, and a map back to raw positions.
 
     With thinking passed through (the default) the client gets ``<think>\\n`` + reasoning +
-    ``\\n</think>\\n\\n`` + text, each trimmed. ``raw_end(p)`` is how much of the raw text the
-    backend must have sent before the first ``p`` output characters can exist.
+    ``\\n</think>\\n\\n`` + text, each trimmed (``m3``: ``<mm:think>`` tags, and the raw
+    text opens its reasoning with ``<mm:think>``). ``raw_end(p)`` is how much of the raw text
+    the backend must have sent before the first ``p`` output characters can exist.
     """
-    close = raw.index("</think>")
-    reasoning, rest = raw[:close], raw[close + 8 :]
+    opener, closer = (M3_OPEN, M3_CLOSE) if m3 else ("", "</think>")
+    shown_open, shown_close = f"{opener or '<think>'}\n", f"\n{closer}\n\n"
+    close = raw.index(closer)
+    after = close + len(closer)
+    reasoning, rest = raw[len(opener) : close], raw[after:]
     r_body, t_body = reasoning.strip(), rest.strip()
-    r0 = len(reasoning) - len(reasoning.lstrip())
-    t0 = close + 8 + len(rest) - len(rest.lstrip())
-    a, b = 8, 8 + len(r_body)
-    c = b + 11
+    r0 = len(opener) + len(reasoning) - len(reasoning.lstrip())
+    t0 = after + len(rest) - len(rest.lstrip())
+    a, b = len(shown_open), len(shown_open) + len(r_body)
+    c = b + len(shown_close)
 
     def raw_end(p: int) -> int:
         if p <= a:
@@ -838,10 +878,10 @@ def proxy_text(raw: str) -> tuple[str, Any]:
         if p <= b:
             return r0 + p - a
         if p <= c:
-            return close + 8
+            return after
         return t0 + p - c
 
-    return "<think>\n" + r_body + "\n</think>\n\n" + t_body, raw_end
+    return shown_open + r_body + shown_close + t_body, raw_end
 
 
 def responses_text(raw: str) -> tuple[str, Any]:
@@ -860,7 +900,7 @@ def responses_text(raw: str) -> tuple[str, Any]:
 
 def expected_text(target: str, raw: str) -> tuple[str, Any]:
     if is_proxy(target):
-        return proxy_text(raw)
+        return proxy_text(raw, m3=target == M3)
     if target in PATHS:  # Messages and Responses: the reasoning apart, then the text
         return responses_text(raw)
     return raw, lambda p: p
@@ -1205,6 +1245,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             CHILD_ENV["PYTHONPATH"] = str(src)
             sys.path.insert(0, str(src))  # the sim's reply planner, for the long workload
         loads = workloads(args.quick)
+        picked = args.targets.split(",") if args.targets else []
         if args.scenarios:
             loads = [w for w in loads if w.key in args.scenarios.split(",")]
         try:
@@ -1230,30 +1271,34 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "floor": {"sim": sim, "floor": floor},
                 **{t: {"sim": sim, "proxy": proxy} for t in ("proxy", *PATHS)},
             }
-            order = list(TARGETS)
-            if args.loops:
-                other = start_proxy(workdir, sim.url, "asyncio", ASYNCIO)
-                servers.append(other)
-                await wait_ready(other)
-                targets[ASYNCIO] = Target(other.url)
-                watched[ASYNCIO] = {"sim": sim, ASYNCIO: other}
-                order.append(ASYNCIO)
+            more = {M3: ("auto", "m3")} | ({ASYNCIO: ("asyncio", "auto")} if args.loops else {})
+            for name, (loop, grammar) in more.items():
+                if not picked or name in picked:
+                    other = start_proxy(workdir, sim.url, loop, name, grammar)
+                    servers.append(other)
+                    await wait_ready(other)
+                    targets[name] = Target(other.url)
+                    watched[name] = {"sim": sim, name: other}
+            order = [t for t in (*TARGETS, M3, ASYNCIO) if t in targets]
+            order = [t for t in order if not picked or t in picked]
             try:
                 for t in order:  # first-use costs (imports, caches) out of the way
                     await closed_loop(targets[t], body_for(t, loads[0]), 4, 5)
                 for w in loads:
                     base = None
                     for t in order:
-                        r = await measure(t, targets[t], w, watched[t], args.retries)
+                        r = await measure(t, targets[t], for_target(w, t), watched[t],
+                                          args.retries)  # fmt: skip
                         if t == "direct":
                             base = baseline_curve(w, measured(r))
-                        analyse(r, base)
+                        # The direct run's token times are of the M2 text, not M3's.
+                        analyse(r, None if t == M3 else base)
                         r.streams = []  # the raw reads are not needed any more
                         results.append(r)
                         report(r)
                 if not args.scenarios or "bigmix" in args.scenarios.split(","):
                     w, bodies = mix_workload(args.quick), big_bodies()
-                    for t in order:
+                    for t in (t for t in order if t in bodies):
                         r = await big_mix(t, targets[t], w, bodies[t], watched[t])
                         analyse(r, None)
                         r.streams = []
@@ -1467,6 +1512,13 @@ def targets(
             rows.append((f"nothing held back: {API_NAMES[api]} chunks per request / backend "
                          "chunks", f"{lo:.2f} to {hi:.2f}", "0.9 to 1.1",
                          lo >= 0.9 and hi <= 1.1))  # fmt: skip
+    ratios = [
+        m3["cpu_" + M3] / px["cpu_proxy"] for _, (px, m3) in _scenarios(results, ("proxy", M3))
+    ]
+    if ratios:
+        rows.append(("MiniMax-M3: proxy CPU per backend chunk vs MiniMax-M2 (worst scenario)",
+                     f"{max(ratios):.2f}x (median {statistics.median(ratios):.2f}x)", "<= 1.15x",
+                     max(ratios) <= 1.15))  # fmt: skip
     if "proxy" in idle:
         m = idle["proxy"]
         rows.append((f"{m['streams']:.0f} idle open streams: proxy memory per stream",
@@ -1614,6 +1666,7 @@ def markdown(out: dict[str, Any], command: str, elapsed: float) -> str:
             )
     lines += big_table(results)
     lines += loops_table(results)
+    lines += m3_table(results)
     errors = [e for r in results for e in r.errors]
     lines += ["", "Correctness: " + ("every response matched the sim's plan." if not errors
               else "**mismatches:** " + "; ".join(errors[:10]))]  # fmt: skip
@@ -1676,6 +1729,32 @@ def loops_table(results: list[Result]) -> list[str]:
             f"| {aio['total_mean'] / rl['total_mean']:.3f}x | {_fmt(uv['gap_p99'], 2)} "
             f"| {_fmt(aio['gap_p99'], 2)} | {uv['cpu_proxy'] * 1e3:.1f} "
             f"| {aio['cpu_' + ASYNCIO] * 1e3:.1f} |"
+        )
+    return lines
+
+
+def m3_table(results: list[Result]) -> list[str]:
+    """The proxy's CPU per backend chunk on MiniMax-M3 text beside MiniMax-M2's, per scenario."""
+    rows = list(_scenarios(results, ("proxy", M3)))
+    if not rows:
+        return []
+    lines = [
+        "",
+        "### MiniMax-M3 beside MiniMax-M2",
+        "",
+        f"**{M3}**: a second proxy process (`MODEL_GRAMMAR=m3`) in front of the same sim, "
+        "streaming each scenario's reply written in M3's text (`<mm:think>` tags; the long "
+        "reply's calls in M3's markup), checked to decode to the same text and calls. CPU "
+        "seconds per 1,000 backend chunks of each proxy process.",
+        "",
+        "| scenario | proxy (M2) | proxy_m3 | M3 / M2 | other load, cores (M2 / M3) |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    for label, (px, m3) in rows:
+        lines.append(
+            f"| {label} | {px['cpu_proxy']:.4f} | {m3['cpu_' + M3]:.4f} "
+            f"| {m3['cpu_' + M3] / px['cpu_proxy']:.2f}x "
+            f"| {px['other_cores']:.2f} / {m3['other_cores']:.2f} |"
         )
     return lines
 
@@ -1762,20 +1841,14 @@ def _pipeline_cpu(reads: list[bytes], tools: Any, grammar: str, starts: bool) ->
 def _m3_cases() -> list[tuple[str, Any, str, str]]:
     """(label, tools, M2 raw, M3 raw): the 200-token reply and the long tools reply, each
     written in both grammars (M3 in thinking mode adaptive, the model choosing to think)."""
-    from proxy.sim import m3
-    from proxy.sim.replies import plan_turn
-
     cases = []
     for w in workloads(quick=False):
         if w.key == "c1_full":
-            reasoning, _, answer = w.raw.partition("\n</think>\n\n")
-            m3_raw = "<mm:think>" + reasoning + "</mm:think>" + answer
             cases.append(("1 stream, full speed (~200-token reasoning then text)", None, w.raw,
-                          m3_raw))  # fmt: skip
+                          w.m3_raw))  # fmt: skip
         elif w.key == "long":
-            body = json.loads(w.body)
-            m3_raw = m3.render(plan_turn(body), "adaptive", "none")[0]
-            cases.append(("long tools reply (3 calls)", body["tools"], w.raw, m3_raw))
+            tools = json.loads(w.body)["tools"]
+            cases.append(("long tools reply (3 calls)", tools, w.raw, w.m3_raw))
     return cases
 
 
@@ -1808,6 +1881,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--write", action="store_true", help="write RESULTS.md and the PNG in --quick")
     ap.add_argument("--no-write", action="store_true", help="print only")
     ap.add_argument("--scenarios", help="comma-separated subset, e.g. c64_full,long")
+    ap.add_argument(
+        "--targets",
+        help=f"comma-separated subset of {','.join([*TARGETS, M3])}, e.g. proxy,proxy_m3",
+    )
     ap.add_argument("--rev", help="run the proxy and sim of this git revision (e.g. HEAD)")
     ap.add_argument(
         "--wait-quiet",
@@ -1882,7 +1959,11 @@ def main(argv: list[str] | None = None) -> None:
     elapsed = time.perf_counter() - t0
     section = markdown(out, command, elapsed)
     print(section)
-    if (not args.quick or args.write) and not args.no_write and not args.scenarios:
+    if (
+        (not args.quick or args.write)
+        and not args.no_write
+        and not (args.scenarios or args.targets)
+    ):
         common.write_section(RESULTS_PATH, "proxy", section, framed=True)
         plot(out["results"], PLOT_PATH)
         print(f"wrote {RESULTS_PATH} and {PLOT_PATH}")
