@@ -140,14 +140,14 @@ async def _respond(
             await sessions.repair(ctx, plan.backend_body["messages"], plan.grammar)
             save = functools.partial(sessions.save, ctx)
         route_plan(plan, request, body, key, settings)
+        turn = proxy.turn(plan, rid, dialect.name)
+        lease.tokens = lambda: turn.prompt_tokens + turn.completion_tokens  # counted against tpm
         if getattr(plan.extra, "background", False):
-            return await _in_background(proxy, plan, scope, rid, tracker, slot, save)
+            return await _in_background(proxy, plan, scope, rid, tracker, turn, slot, save)
         resp = await proxy.open(plan)
     except ProxyError as err:
         _failed(tracker, err, backend=bool(err.code and err.code.startswith("backend_")))
         return dialect.error(err, rid)
-    turn = proxy.turn(plan, rid, dialect.name)
-    lease.tokens = lambda: turn.prompt_tokens + turn.completion_tokens  # counted against tpm
     shaper = dialect.shaper(plan)
     if plan.stream:
         writer = dialect.stream(plan, settings)
@@ -182,11 +182,12 @@ async def _in_background(
     scope: str,
     rid: str,
     tracker: Tracker,
+    turn: Turn,
     slot: list[Callable[[], None]],
     save: Callable[[StoredTurn], Awaitable[None]] | None,
 ) -> Response | SSEResponse:
     """Start a background run (Responses ``background: true``) and answer at once."""
-    answer = await background.start(proxy, plan, scope, rid, tracker, list(slot), save)
+    answer = await background.start(proxy, plan, scope, rid, tracker, turn, list(slot), save)
     slot.clear()  # the run keeps the key's slot until it ends, not until this answer has gone
     return answer
 

@@ -12,6 +12,7 @@ import httpx
 import openai
 import pytest
 
+from proxy.responses.background import runs_of
 from proxy.sim import SimServer
 from tests.responses_grammar import check, events_of
 from tests.servers import ProxyServer
@@ -148,6 +149,22 @@ def test_background_runs_count_against_the_key_limit(
             c.responses.create(model="m", input="Hi")
         assert c.responses.cancel(r.id).status == "cancelled"
         assert c.responses.create(model="m", input="Hi").status == "completed"
+
+
+def test_background_runs_count_against_the_key_tokens_per_minute(
+    make_proxy: Callable[..., ProxyServer], sim: SimServer, tmp_path: Path
+) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text("thrifty sk-thrifty tpm=1\n")
+    server = make_proxy(AUTH_KEYS_FILE=str(keys))
+    with openai.OpenAI(base_url=server.url + "/v1", api_key="sk-thrifty", max_retries=0) as c:
+        r = c.responses.create(model="m", input="Hi", background=True)
+        running = runs_of(server.app.state.proxy).running
+        wait_for(lambda: r.id not in running, "the run over and its slot given back")
+        assert c.responses.retrieve(r.id).status == "completed"
+        # The run's tokens were counted when it ended: the key's minute is used up.
+        with pytest.raises(openai.RateLimitError):
+            c.responses.create(model="m", input="Hi")
 
 
 @pytest.fixture

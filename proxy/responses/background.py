@@ -36,6 +36,7 @@ from ..request import Plan
 from ..service import pump
 from ..store import StoredTurn
 from ..streaming import Send, SSEResponse
+from ..turn import Turn
 from . import RESPONSES, keep_response
 from .conversations import store_call
 from .items import normalised
@@ -134,11 +135,13 @@ async def start(
     scope: str,
     rid: str,
     tracker: Tracker,
+    turn: Turn,
     slots: list[Callable[[], None]],
     save: Callable[[StoredTurn], Awaitable[None]] | None,
 ) -> Response | SSEResponse:
-    """Keep the response as ``queued``, start its run, and answer: the queued response,
-    or (``stream``) its events as they come.
+    """Keep the response as ``queued``, start its run (``turn``: the request's, whose tokens
+    count against the key's tpm), and answer: the queued response, or (``stream``) its events
+    as they come.
 
     Raises:
         ProxyError: 503 when the store cannot keep it (nothing was started).
@@ -154,7 +157,7 @@ async def start(
     await store_call(proxy.records.put_record(scope, f"{writer.id}:beat", time.time(), ttl))
     run = Run(scope)
     runs_of(proxy).running[writer.id] = run
-    turn, shaper = proxy.turn(plan, rid, RESPONSES.name), RESPONSES.shaper(plan)
+    shaper = RESPONSES.shaper(plan)
     job = _Job(proxy, plan, scope, writer, run)
     run.task = asyncio.create_task(job.run(turn, shaper, tracker, slots, save))
     headers = {"x-request-id": rid}

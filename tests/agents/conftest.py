@@ -23,6 +23,8 @@ from tests.agents.pins import NPM, PYPI, clients_dir
 from tests.servers import Background, ProxyServer, settings_for
 
 MODELS = [m for m in os.environ.get("AGENT_MODELS", "MiniMax-M2").split(",") if m]
+# The clients run on both generations of the protocol (M2 line and M3: issue 15).
+GENERATIONS = ["MiniMax-M2", "MiniMax-M3"]
 
 
 @pytest.fixture(scope="session")

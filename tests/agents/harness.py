@@ -24,7 +24,11 @@ from typing import Any
 from proxy.sim import RequestRecord, SimServer
 from tests.servers import ProxyServer
 
-THINK_END = re.compile(r"</(?:mm:)?think>")  # MiniMax-M2's and MiniMax-M3's end of reasoning
+# The end of reasoning: MiniMax-M2's and MiniMax-M3's closer, or a tool call that begins
+# before it (the model may run straight from reasoning into a call)
+THINK_END = re.compile(r"</(?:mm:)?think>|\]<\]minimax\[>\[<tool_call>|<minimax:tool_call>")
+# and their openers (M3 writes one when it decides to think, sometimes twice)
+THINK_START = re.compile(r"<(?:mm:)?think>")
 TIMEOUT = 180  # seconds for one agent run; a hang fails the test instead of the whole CI job
 
 # Every client's switches for update checks, telemetry and other traffic beyond its base URL.
@@ -163,9 +167,11 @@ def check_round_trip(
     assert second is not None, f"no request carried the command's output back\n{run.report()}"
     assistant = _tool_turn(second.body, stack.token)
     assert assistant is not None
-    thinking = _flat(THINK_END.split(first.raw, maxsplit=1)[0])
+    thinking = _flat(THINK_START.split(THINK_END.split(first.raw, maxsplit=1)[0])[-1])
     carried = _flat(assistant.get("content")) + " " + _flat(assistant.get("reasoning_content"))
     assert thinking in carried, f"the first turn's thinking did not come back: {assistant}"
+    # M3 keeps thinking on every assistant turn: the sim reads the history as its template does.
+    assert not second.thinking_lost, f"assistant turns {second.thinking_lost} lost their thinking"
     if final is not None:
         assert final in run.stdout, f"the final answer was not shown\n{run.report()}"
     assert not leftovers(stack.home), "the agent left processes running"

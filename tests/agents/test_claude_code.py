@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.agents.conftest import npm_bin
+import pytest
+
+from tests.agents.conftest import GENERATIONS, npm_bin
 from tests.agents.harness import Stack, check_round_trip, run_cli
 
 
+@pytest.mark.parametrize("model", GENERATIONS)
 def test_claude_code_round_trip(make_stack: Callable[..., Stack], clients: Path) -> None:
     stack = make_stack()
     m = stack.model

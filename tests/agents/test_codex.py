@@ -10,7 +10,9 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.agents.conftest import npm_bin
+import pytest
+
+from tests.agents.conftest import GENERATIONS, npm_bin
 from tests.agents.harness import Stack, check_round_trip, run_cli
 
 CONFIG = """\
@@ -45,6 +47,7 @@ def catalog(model: str) -> dict[str, object]:
     }]}  # fmt: skip
 
 
+@pytest.mark.parametrize("model", GENERATIONS)
 def test_codex_round_trip(make_stack: Callable[..., Stack], clients: Path) -> None:
     stack = make_stack()
     codex_home = stack.home / ".codex"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.agents.conftest import npm_bin
+from tests.agents.conftest import GENERATIONS, npm_bin
 from tests.agents.harness import Stack, check_round_trip, run_cli
 
 PROVIDERS = {
@@ -37,6 +37,7 @@ def config(stack: Stack, package: str) -> dict[str, object]:
     }
 
 
+@pytest.mark.parametrize("model", GENERATIONS)
 @pytest.mark.parametrize("route", PROVIDERS)
 def test_opencode_round_trip(make_stack: Callable[..., Stack], clients: Path, route: str) -> None:
     stack = make_stack()
