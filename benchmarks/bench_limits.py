@@ -151,10 +151,11 @@ def report(results: dict[Any, Any], args: argparse.Namespace, command: str) -> s
         f"Added by Redis at p99 (redis admit p99 - memory admit p99): {added[0] * 1000:.3f} ms "
         f"one at a time, {added[1] * 1000:.3f} ms at 16 at once (target: under 1 ms).",
         "",
-        f"Load average during the run: {os.getloadavg()[0]:.1f} on {m['cores']} cores. The p99 "
-        "column on a machine this busy is mostly time the processes (this one and Redis) spend "
-        "waiting for a core: compare each row with `PING only`, the same wait for one bare round "
-        "trip. The p50 is the cost itself.",
+        f"Load average during the run: {os.getloadavg()[0]:.1f} on {m['cores']} cores. On a busy "
+        "machine the p99 column is mostly time the processes (this one and Redis) spend waiting "
+        "for a core; at 16 at once it is also the queue of one client process's event loop. "
+        "Compare each row with `PING only`, the same wait for one bare round trip. The p50 is "
+        "the cost itself.",
         "",
         "A key with no limits never reaches Redis (no cost). The lease renewal is one pipeline "
         "per process every `LIMIT_LEASE_SECONDS / 3` for all its requests in flight.",
