@@ -120,8 +120,6 @@ async def _respond(
     rid = request_id(request)
     REQUEST_ID.set(rid)
     tracker: Tracker | None = None
-    sessions = proxy.sessions
-    save = None
     try:
         key = proxy.check_auth(request)
         body, size = await proxy.read_body(request)
@@ -135,10 +133,7 @@ async def _respond(
         if plan.foreign_thinking:
             # Edited or from another provider: accepted, as the text is what matters.
             log.info("%d thinking block(s) not signed by this proxy", plan.foreign_thinking)
-        if sessions is not None:
-            ctx = sessions.context(request, body, scope)
-            await sessions.repair(ctx, plan.backend_body["messages"], plan.grammar)
-            save = functools.partial(sessions.save, ctx)
+        save = await _repair(proxy, request, body, scope, plan)
         route_plan(plan, request, body, key, settings)
         turn = proxy.turn(plan, rid, dialect.name)
         lease.tokens = lambda: turn.prompt_tokens + turn.completion_tokens  # counted against tpm
@@ -174,6 +169,18 @@ async def _respond(
     content = result.body(turn, shaper.calls)
     await dialect.keep(plan, proxy, scope, result)
     return Response(content, media_type="application/json", headers=_id_headers(dialect, rid))
+
+
+async def _repair(
+    proxy: Proxy, request: Request, body: Any, scope: str, plan: Plan
+) -> Callable[[StoredTurn], Awaitable[None]] | None:
+    """Session repair of the backend messages; with sessions on, the saver of the turn."""
+    sessions = proxy.sessions
+    if sessions is None:
+        return None
+    ctx = sessions.context(request, body, scope)
+    await sessions.repair(ctx, plan.backend_body["messages"], plan.grammar)
+    return functools.partial(sessions.save, ctx)
 
 
 async def _in_background(

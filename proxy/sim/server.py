@@ -529,24 +529,31 @@ class _Sim:
             await asyncio.sleep(o.stall_seconds if o.fault == "stall_mid" else 1e9)
         if o.fault == "error_event":
             return _error(500, "simulated generation failure", "server_error")
-        assert isinstance(reply.pieces, list)
-        usage = reply.usage or _usage(prompt_tokens, len(reply.pieces), cached)
-        msg = message(o.mode, reply.raw, body, o.reasoning_field)
-        finish = "tool_calls" if msg.get("tool_calls") else reply.finish_reason
-        choice: dict[str, Any] = {"index": 0, "message": msg, "finish_reason": finish}
-        top = _top_logprobs(body)
-        if top is not None:
-            tokens = [_logprobs(p, top)["content"][0] for p in reply.pieces]
-            choice["logprobs"] = {"content": tokens}
-        data = _ENC.encode({"id": rec.response_id, "object": "chat.completion",
-                            "created": int(rec.received_at), "model": _served(body, o),
-                            "choices": [choice], "usage": usage})  # fmt: skip
-        if o.fault == "bad_json":
-            data = data[: len(data) // 2]
-        elif o.fault == "bad_utf8":
-            data = data.replace(b'"content":"', b'"content":"\xff', 1)
-        rec.sent_chars = len(reply.raw)
-        return web.Response(body=data, content_type="application/json")
+        return _answer(rec, o, body, reply, prompt_tokens, cached)
+
+
+def _answer(
+    rec: RequestRecord, o: SimOptions, body: dict[str, Any], reply: _Reply, prompt: int, cached: int
+) -> web.Response:
+    """The non-streamed chat completion of a planned reply (with the bad_json/bad_utf8 faults)."""
+    assert isinstance(reply.pieces, list)
+    usage = reply.usage or _usage(prompt, len(reply.pieces), cached)
+    msg = message(o.mode, reply.raw, body, o.reasoning_field)
+    finish = "tool_calls" if msg.get("tool_calls") else reply.finish_reason
+    choice: dict[str, Any] = {"index": 0, "message": msg, "finish_reason": finish}
+    top = _top_logprobs(body)
+    if top is not None:
+        tokens = [_logprobs(p, top)["content"][0] for p in reply.pieces]
+        choice["logprobs"] = {"content": tokens}
+    data = _ENC.encode({"id": rec.response_id, "object": "chat.completion",
+                        "created": int(rec.received_at), "model": _served(body, o),
+                        "choices": [choice], "usage": usage})  # fmt: skip
+    if o.fault == "bad_json":
+        data = data[: len(data) // 2]
+    elif o.fault == "bad_utf8":
+        data = data.replace(b'"content":"', b'"content":"\xff', 1)
+    rec.sent_chars = len(reply.raw)
+    return web.Response(body=data, content_type="application/json")
 
 
 class _Stream:
