@@ -65,23 +65,7 @@ def plan_anthropic(body: Any, settings: Settings, backend_model: str | None) -> 
         tools = None
 
     system = [_system_text(body.get("system"))]
-    out: list[dict[str, Any]] = []
-    secret = settings.thinking_signature_secret or ""
-    grammar = rules(settings)
-    foreign: list[int] = []  # thinking blocks not signed by this proxy (accepted all the same)
-    for i, msg in enumerate(messages):
-        if not isinstance(msg, dict):
-            raise bad(f"messages.{i}: must be an object")
-        role = msg.get("role")
-        if role == "system":
-            # Claude Code >= 2.1.154 sends these anywhere; the template has one system turn.
-            system.append(_system_text(msg.get("content")))
-        elif role == "user":
-            out += _user(msg.get("content"), i, out, settings)
-        elif role == "assistant":
-            out.append(_assistant(msg.get("content"), i, secret, foreign, grammar))
-        else:
-            raise bad(f"messages.{i}.role: must be user or assistant")
+    out, foreign = _conversation(messages, system, settings)
     hint = tool_hint(required, named) if tools else None
     system_text = "\n\n".join(s for s in [*system, hint or ""] if s)
     if system_text:
@@ -105,8 +89,33 @@ def plan_anthropic(body: Any, settings: Settings, backend_model: str | None) -> 
         max_calls=max_calls,
         thinking=settings.anthropic_thinking_blocks,
         stop_sequences=tuple(stops or ()),
-        foreign_thinking=len(foreign),
+        foreign_thinking=foreign,
     )
+
+
+def _conversation(
+    messages: list[Any], system: list[str], settings: Settings
+) -> tuple[list[dict[str, Any]], int]:
+    """The backend messages of ``messages`` (their system texts added to ``system``), and how
+    many thinking blocks were not signed by this proxy (accepted all the same)."""
+    out: list[dict[str, Any]] = []
+    secret = settings.thinking_signature_secret or ""
+    grammar = rules(settings)
+    foreign: list[int] = []
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            raise bad(f"messages.{i}: must be an object")
+        role = msg.get("role")
+        if role == "system":
+            # Claude Code >= 2.1.154 sends these anywhere; the template has one system turn.
+            system.append(_system_text(msg.get("content")))
+        elif role == "user":
+            out += _user(msg.get("content"), i, out, settings)
+        elif role == "assistant":
+            out.append(_assistant(msg.get("content"), i, secret, foreign, grammar))
+        else:
+            raise bad(f"messages.{i}.role: must be user or assistant")
+    return out, len(foreign)
 
 
 def _tools(tools: Any) -> list[dict[str, Any]] | None:
