@@ -102,26 +102,13 @@ def plan_responses(body: Any, settings: Settings, backend_model: str | None) -> 
     stream, model = stream_and_model(body)
     temperature = check_temperature(body)
     max_tokens = positive_int(body, "max_output_tokens")
-    instructions = body.get("instructions")
-    if isinstance(instructions, list):  # a prompt's instructions come back as message items
-        instructions = "\n\n".join(
-            _text(i.get("content"), "instructions") for i in instructions if isinstance(i, dict)
-        )
-    if instructions is not None and not isinstance(instructions, str):
-        raise bad("instructions must be a string", "instructions")
+    instructions = _instructions(body.get("instructions"))
     previous, conversation, background = _state(body)
     include = body.get("include")
     if include is not None and not isinstance(include, list):
         raise bad("include must be an array of strings", "include")
 
-    tools, namespaces, custom = _tools(body.get("tools"))
-    required, named, max_calls = _tool_choice(body.get("tool_choice"))
-    if body.get("parallel_tool_calls") is False:
-        max_calls = 1 if max_calls is None else max_calls
-    if named and tools:
-        tools = [t for t in tools if t["function"]["name"] == named] or tools
-    if max_calls == 0:
-        tools = None
+    tools, namespaces, custom, hint, max_calls = _offered(body)
     echo = Echo(
         fields={k: body.get(k) for k in _ECHOED},
         namespaces=namespaces,
@@ -133,7 +120,7 @@ def plan_responses(body: Any, settings: Settings, backend_model: str | None) -> 
         background=background,
         items=items,
         instructions=instructions,
-        hint=tool_hint(required, named) if tools else None,
+        hint=hint,
     )
     echo.fields["tools"] = body.get("tools") or []
     echo.fields["tool_choice"] = body.get("tool_choice") or "auto"
@@ -296,6 +283,35 @@ class _Assistant:
         return out
 
 
+_Offered = tuple[
+    list[dict[str, Any]] | None, dict[str, tuple[str, str]], frozenset[str], str | None, int | None
+]
+
+
+def _offered(body: dict[str, Any]) -> _Offered:
+    """The tools offered to the model (after ``tool_choice``), their namespaces and custom
+    tools, the system hint ``tool_choice`` asks for, and how many calls may be made."""
+    tools, namespaces, custom = _tools(body.get("tools"))
+    required, named, max_calls = _tool_choice(body.get("tool_choice"))
+    if body.get("parallel_tool_calls") is False:
+        max_calls = 1 if max_calls is None else max_calls
+    if named and tools:
+        tools = [t for t in tools if t["function"]["name"] == named] or tools
+    if max_calls == 0:
+        tools = None
+    return tools, namespaces, custom, tool_hint(required, named) if tools else None, max_calls
+
+
+def _instructions(instructions: Any) -> str | None:
+    if isinstance(instructions, list):  # a prompt's instructions come back as message items
+        instructions = "\n\n".join(
+            _text(i.get("content"), "instructions") for i in instructions if isinstance(i, dict)
+        )
+    if instructions is not None and not isinstance(instructions, str):
+        raise bad("instructions must be a string", "instructions")
+    return instructions
+
+
 def history_messages(items: list[Any], echo: Echo, settings: Settings) -> list[dict[str, Any]]:
     """Input items as chat messages: the one system turn first, then the conversation."""
     secret = settings.thinking_signature_secret or ""
@@ -335,15 +351,12 @@ def history_messages(items: list[Any], echo: Echo, settings: Settings) -> list[d
                     continue
                 # The template renders only the first system turn: later ones go as user
                 # turns marked as such, or Codex's mid-session settings would be lost.
-                out.append(
-                    {"role": "user", "content": f"<{role}_message>\n{text}\n</{role}_message>"}
-                )
+                content: str | list[dict[str, Any]] = f"<{role}_message>\n{text}\n</{role}_message>"
             elif role == "user":
-                out.append(
-                    {"role": "user", "content": _content(item.get("content"), where, settings)}
-                )
+                content = _content(item.get("content"), where, settings)
             else:
                 raise bad(f"input[{i}].role must be user, assistant, system or developer", "input")
+            out.append({"role": "user", "content": content})
         else:
             log.debug("skipped input[%d] of type %r: nothing this model can use", i, kind)
             continue
