@@ -46,6 +46,7 @@ __all__ = [
     "image_note",
     "image_part",
     "media_note_part",
+    "offered_tools",
     "parts_content",
     "plain_tool_choice",
     "positive_int",
@@ -263,6 +264,21 @@ def plain_tool_choice(choice: Any) -> tuple[bool, str | None, int | None] | None
     if choice == "required":
         return True, None, None
     return None
+
+
+def offered_tools(
+    tools: list[dict[str, Any]] | None, choice: tuple[bool, str | None, int | None], parallel: Any
+) -> tuple[list[dict[str, Any]] | None, str | None, int | None]:
+    """The tools the model is offered after ``tool_choice`` (``choice``: required, named tool,
+    most calls) and ``parallel_tool_calls``, the system hint, and the most calls allowed."""
+    required, named, max_calls = choice
+    if parallel is False:
+        max_calls = 1 if max_calls is None else max_calls
+    if named and tools:
+        tools = [t for t in tools if t["function"]["name"] == named] or tools
+    if max_calls == 0:
+        tools = None
+    return tools, tool_hint(required, named) if tools else None, max_calls
 
 
 def tool_hint(required: bool, name: str | None) -> str | None:

@@ -26,10 +26,10 @@ from ..request import (
     forward_options,
     image_part,
     media_note_part,
+    offered_tools,
     plain_tool_choice,
     positive_int,
     stream_and_model,
-    tool_hint,
 )
 
 __all__ = ["plan_openai", "text_of"]
@@ -60,15 +60,10 @@ def plan_openai(body: Any, settings: Settings, backend_model: str | None) -> Pla
     if tools is not None and not _valid_tools(tools):
         raise bad("tools must be an array of {type: function, function: {name, ...}}", "tools")
     tools = tools or None
-    required, named, max_calls = _tool_choice(body.get("tool_choice"))
-    if body.get("parallel_tool_calls") is False:
-        max_calls = 1 if max_calls is None else max_calls
-    if named and tools:
-        tools = [t for t in tools if t["function"]["name"] == named] or tools
-    if max_calls == 0:
-        tools = None
+    choice = _tool_choice(body.get("tool_choice"))
+    tools, hint, max_calls = offered_tools(tools, choice, body.get("parallel_tool_calls"))
 
-    history = backend_messages(messages, tool_hint(required, named) if tools else None, settings)
+    history = backend_messages(messages, hint, settings)
     backend = backend_body(history, backend_model or model, temperature, max_tokens, tools)
     forward_options(body, backend, settings)
 

@@ -31,11 +31,11 @@ from ..request import (
     forward_options,
     image_part,
     media_note_part,
+    offered_tools,
     parts_content,
     plain_tool_choice,
     positive_int,
     stream_and_model,
-    tool_hint,
 )
 from .carry import read_reasoning
 from .conversations import conversation_id
@@ -292,14 +292,9 @@ def _offered(body: dict[str, Any]) -> _Offered:
     """The tools offered to the model (after ``tool_choice``), their namespaces and custom
     tools, the system hint ``tool_choice`` asks for, and how many calls may be made."""
     tools, namespaces, custom = _tools(body.get("tools"))
-    required, named, max_calls = _tool_choice(body.get("tool_choice"))
-    if body.get("parallel_tool_calls") is False:
-        max_calls = 1 if max_calls is None else max_calls
-    if named and tools:
-        tools = [t for t in tools if t["function"]["name"] == named] or tools
-    if max_calls == 0:
-        tools = None
-    return tools, namespaces, custom, tool_hint(required, named) if tools else None, max_calls
+    choice = _tool_choice(body.get("tool_choice"))
+    tools, hint, max_calls = offered_tools(tools, choice, body.get("parallel_tool_calls"))
+    return tools, namespaces, custom, hint, max_calls
 
 
 def _instructions(instructions: Any) -> str | None:
