@@ -25,6 +25,7 @@ from .errors import ProxyError
 from .responses import background
 from .responses import endpoints as e
 from .service import Proxy
+from .streaming import RAW_SEND
 
 __all__ = ["create_app"]
 
@@ -85,6 +86,15 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return r.dialect_error(request, ProxyError(500, "internal proxy error; see the proxy log"))
 
 
+class App(Starlette):
+    """Starlette, with the server's own ``send`` kept in the scope: a streamed response
+    sends its body through it, past the wrappers every other message goes through."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        scope[RAW_SEND] = send
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings) -> Starlette:
     """Build the ASGI app; misconfiguration raises here, at startup."""
     proxy = Proxy(settings)
@@ -113,8 +123,6 @@ def create_app(settings: Settings) -> Starlette:
                 expose_headers=["x-request-id", "request-id", "retry-after"],
             )
         )
-    app = Starlette(
-        routes=ROUTES, lifespan=lifespan, exception_handlers=handlers, middleware=middleware
-    )
+    app = App(routes=ROUTES, lifespan=lifespan, exception_handlers=handlers, middleware=middleware)
     app.state.proxy = proxy
     return app

@@ -149,14 +149,17 @@ async def _respond(
         keep = functools.partial(dialect.keep, plan, proxy, scope, writer)
         body = _stream_body(proxy, resp, turn, shaper, writer, tracker, save, keep)
         headers = {**_SSE_HEADERS, **_id_headers(dialect, rid)}
-        return SSEResponse(body, headers, writer.ping, settings.ping_interval)
+        return SSEResponse(body, headers, writer.ping, settings.ping_interval, writer.start())
     result = dialect.result(plan, settings)
 
     async def collect(ops: list[Op]) -> None:
         result.ops(ops)
 
+    async def answer() -> None:
+        result.ops(await pump(resp, turn, shaper, collect, save))
+
     try:
-        if not await unless_client_leaves(request.receive, pump(resp, turn, shaper, collect, save)):
+        if not await unless_client_leaves(request.receive, answer()):
             tracker.done(499)
             return Response(status_code=499)  # nobody is there to read it
     except ProxyError as err:
@@ -314,7 +317,8 @@ def _stream_body(
     save: Callable[[StoredTurn], Awaitable[None]] | None,
     keep: Callable[[], Awaitable[None]],
 ) -> Callable[[Send], Awaitable[None]]:
-    """The body of a streamed response: start, the pump's ops as they come, then the end."""
+    """The body of a streamed response: the pump's ops as they come, then the end (the
+    start goes out with the first of them, see SSEResponse)."""
 
     async def body(send: Send) -> None:
         status = 499  # the client went away first, unless set below
@@ -327,9 +331,8 @@ def _stream_body(
                 await send(data)
 
         try:
-            await send(writer.start())
             try:
-                await pump(resp, turn, shaper, emit, save)
+                last = await pump(resp, turn, shaper, emit, save)
             except ProxyError as err:
                 log.warning("stream failed after it began: %s", err.message)
                 metrics.BACKEND_ERRORS.labels(err.code or "backend").inc()
@@ -337,9 +340,12 @@ def _stream_body(
                 await send(writer.error(err))
                 return
             status, info = 200, _summary(turn, shaper)
+            data = writer.ops(last)
+            if data:
+                tracker.chunk()
             end = writer.end(turn, shaper.calls)
             await keep()  # before the end goes out: the client may refer to it at once
-            await send(end)
+            await send(data + end)
         finally:
             resp.close()  # also when cancelled before the pump began
             tracker.done(status, info)

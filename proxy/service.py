@@ -201,23 +201,30 @@ async def pump(
     shaper: Shaper,
     sink: Sink,
     save: Callable[[StoredTurn], Awaitable[None]] | None = None,
-) -> None:
-    """The driver loop of one response: each backend read becomes ops, handed to ``sink``.
+) -> list[Op]:
+    """The driver loop of one response: each backend read becomes ops, handed to ``sink``,
+    but for the last read's: those are returned with the closing ops, for the caller to
+    send with the end of the response (one write where it would be two).
 
     Every step but the read and the sink is a plain function call, so the per-chunk
     cost is the steps themselves. The backend connection is closed however this ends.
-    With ``save``, the completed turn is stored before the last ops go out, so a client
-    can never send its next request before the turn can be found.
+    With ``save``, the completed turn is stored before the last ops are returned, so a
+    client can never send its next request before the turn can be found.
 
     Raises:
         ProxyError: the backend failed, stalled or cut the stream.
     """
     reader = upstream.ChunkReader()
     recorder = Recorder(turn.grammar) if save is not None else None
+    idle = upstream.IdleWatch(resp)
     try:
         try:
+            chunks: list[upstream.UpChunk] = []
             async for data in resp.content.iter_any():
+                idle.taken += len(data)
                 chunks = reader.feed(data)
+                if reader.done:
+                    break
                 if chunks:
                     ops = shaper.feed(turn.feed(chunks))
                     if turn.logprobs:
@@ -226,9 +233,8 @@ async def pump(
                         if recorder is not None:
                             recorder.feed(ops)
                         await sink(ops)
-                if reader.done:
-                    break
-            chunks = reader.close()
+            else:
+                chunks = reader.close()
         except upstream.NETWORK_ERRORS as exc:
             raise upstream.network_error(exc) from exc
         ops = shaper.feed(turn.feed(chunks) + turn.close()) + shaper.close()
@@ -237,9 +243,9 @@ async def pump(
         if recorder is not None and save is not None:
             recorder.feed(ops)
             await save(recorder.turn())
-        if ops:
-            await sink(ops)
+        return ops
     finally:
+        idle.stop()
         # Closing (not releasing) drops the connection, so a generation the
         # client abandoned stops at the backend at once.
         resp.close()

@@ -1,13 +1,18 @@
 """The ASGI response that streams SSE to the client.
 
 Three things Starlette's StreamingResponse does not do for us:
-- the body runs as a task that is cancelled the moment the client goes
-  away, so its ``finally`` drops the backend connection at once (no
-  orphaned generation);
+- the body is cancelled the moment the client goes away, so its ``finally``
+  drops the backend connection at once (no orphaned generation);
 - it sends a keep-alive (``: ping`` or Anthropic's ``ping`` event) after
   ``interval`` seconds without output, so proxies and clients do not cut a
   stream that waits on a long prefill;
 - per chunk it does nothing but send and note the time.
+
+What a response costs before its first chunk is paid hundreds of times over when
+many requests arrive at once, so the body runs in the server's own task (one
+task watches for the client leaving), the keep-alive is a loop timer rather
+than a task, and the opening events go out with the first output instead of
+in a write of their own.
 """
 
 from __future__ import annotations
@@ -16,23 +21,29 @@ import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-__all__ = ["SSEResponse", "unless_client_leaves", "until_disconnect"]
+__all__ = ["RAW_SEND", "SSEResponse", "unless_client_leaves", "until_disconnect"]
 
 Message = dict[str, Any]
-
-
 Send = Callable[[bytes], Awaitable[None]]
+
+# The scope key under which the app puts the server's own ``send`` (see app.py): body
+# messages skip Starlette's wrappers, which only watch for the response's start.
+RAW_SEND = "proxy.raw_send"
+# How long the opening events wait for the first output to go out with it.
+HEAD_WAIT = 0.5
 
 
 class SSEResponse:
-    """Streams what ``body(send)`` sends; ``body`` runs as its own task.
+    """Streams what ``body(send)`` sends, after ``head``.
 
     Args:
         body: writes the stream by awaiting ``send(bytes)``; cancelled if the client leaves.
         headers: response headers besides the content type.
         ping: makes the keep-alive, sent after ``interval`` seconds without output (None:
-            off). It is called with the send lock held, so what it numbers (Responses
-            events carry a sequence number) goes out in the order it was made.
+            off). It is made when it is due, so what it numbers (Responses events carry
+            a sequence number) is in order with what the body made before and after.
+        head: the stream's opening events; they go out with the body's first bytes, or
+            alone after ``HEAD_WAIT`` seconds without any.
     """
 
     def __init__(
@@ -41,6 +52,7 @@ class SSEResponse:
         headers: dict[str, str],
         ping: Callable[[], bytes] | None = None,
         interval: float = 15.0,
+        head: bytes = b"",
     ) -> None:
         self.body = body
         self.headers = [(b"content-type", b"text/event-stream; charset=utf-8")] + [
@@ -48,58 +60,106 @@ class SSEResponse:
         ]
         self.ping = ping
         self.interval = interval
+        self.head = head
         self.last = 0.0  # loop time of the last chunk sent
-        self.lock = asyncio.Lock()
         self.on_close: Callable[[], None] | None = None  # called once the response has ended
+        self._raw: Any = None
+        self._sending = False  # a body send is under way: the stream is not idle
+        self._pinging: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._gone = False  # the client left and the body was cancelled for it
+        self._ended = False
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
-            await self._respond(receive, send)
+            await self._respond(scope, receive, send)
         finally:
             if self.on_close is not None:
                 self.on_close()
 
-    async def _respond(self, receive: Any, send: Any) -> None:
+    async def _respond(self, scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.headers})
-        clock = asyncio.get_running_loop().time
+        raw = self._raw = scope.get(RAW_SEND, send)
+        loop = asyncio.get_running_loop()
+        clock = loop.time
         self.last = clock()
-        lock = self.lock
+        task = asyncio.current_task()
+        assert task is not None
+        watcher = loop.create_task(self._watch(receive, task))
+        if self.head or self.ping is not None:
+            wait = min(HEAD_WAIT, self.interval) if self.head else self.interval
+            self._timer = loop.call_later(wait, self._tick)
 
         async def send_bytes(data: bytes) -> None:
-            # The body makes its bytes before it waits here, and the lock is free
-            # whenever nothing else is sending, so bytes go out in the order made.
-            async with lock:
-                await send({"type": "http.response.body", "body": data, "more_body": True})
+            if self._pinging is not None:  # made before ``data``: it goes out first
+                await self._pinging
+            if self.head:
+                data = self.head + data
+                self.head = b""
+            self._sending = True
+            try:
+                await raw({"type": "http.response.body", "body": data, "more_body": True})
+            finally:
+                self._sending = False
             self.last = clock()
 
-        async def run() -> None:
-            await self.body(send_bytes)
-            async with lock:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-        tasks = [asyncio.ensure_future(run()), asyncio.ensure_future(until_disconnect(receive))]
-        if self.ping is not None:
-            tasks.append(asyncio.ensure_future(self._keep_alive(send, clock)))
         try:
-            await asyncio.wait(tasks[:2], return_when=asyncio.FIRST_COMPLETED)
+            await self.body(send_bytes)
+            if self._pinging is not None:
+                await self._pinging
+            await raw({"type": "http.response.body", "body": self.head, "more_body": False})
+        except asyncio.CancelledError:
+            if not self._gone:
+                raise
+            task.uncancel()  # our own cancellation, for the client that left: handled
+        except OSError:  # the client went away mid-write
+            pass
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        streamed = tasks[0]
-        exc = None if streamed.cancelled() else streamed.exception()
-        if exc is not None and not isinstance(exc, OSError):  # OSError: the client went away
-            raise exc
+            self._ended = True
+            watcher.cancel()
+            if self._timer is not None:
+                self._timer.cancel()
+            if self._pinging is not None:
+                self._pinging.cancel()
 
-    async def _keep_alive(self, send: Any, clock: Callable[[], float]) -> None:
-        assert self.ping is not None
-        while True:
-            await asyncio.sleep(max(0.0, self.last + self.interval - clock()))
-            async with self.lock:
-                if clock() - self.last >= self.interval:
-                    data = self.ping()
-                    await send({"type": "http.response.body", "body": data, "more_body": True})
-                    self.last = clock()
+    async def _watch(self, receive: Any, task: asyncio.Task[Any]) -> None:
+        await until_disconnect(receive)
+        if not self._ended:
+            self._gone = True
+            task.cancel()
+
+    def _tick(self) -> None:
+        """The keep-alive timer: the head, or a ping, if nothing has gone out meanwhile."""
+        loop = asyncio.get_running_loop()
+        self._timer = None
+        if self._ended:
+            return
+        if self._sending or self._pinging is not None:  # not idle: look again later
+            self._timer = loop.call_later(self.interval, self._tick)
+            return
+        if self.head:
+            data, self.head = self.head, b""
+        else:
+            if self.ping is None:
+                return
+            idle = loop.time() - self.last
+            if idle < self.interval:
+                self._timer = loop.call_later(self.interval - idle, self._tick)
+                return
+            data = self.ping()
+        self._pinging = loop.create_task(self._send_alone(data))
+
+    async def _send_alone(self, data: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await self._raw({"type": "http.response.body", "body": data, "more_body": True})
+        except OSError:
+            return
+        finally:
+            self._pinging = None
+        self.last = loop.time()
+        if self.ping is not None and not self._ended:
+            self._timer = loop.call_later(self.interval, self._tick)
 
 
 async def until_disconnect(receive: Any) -> None:

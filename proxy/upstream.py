@@ -7,6 +7,7 @@ guarded by an idle timeout rather than a total one.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from .sse import SSEDecoder, SSEError, SSEEvent
 __all__ = [
     "NETWORK_ERRORS",
     "ChunkReader",
+    "IdleWatch",
     "UpChunk",
     "UpDelta",
     "UpToolCall",
@@ -157,6 +159,55 @@ async def _post(
     payload: bytes | io.BytesIO = data if len(data) < _LARGE_BODY else io.BytesIO(data)
     url = settings.backend_url + "/v1/chat/completions"
     return await session.post(url, data=payload, headers=headers, timeout=timeout)
+
+
+class IdleWatch:
+    """The backend's idle timeout over a streamed body, taken over from aiohttp.
+
+    aiohttp's ``sock_read`` timeout cancels and re-arms a loop timer on every network
+    read: about 2 µs at every token of every stream. This timer instead looks at the
+    body's byte count a few times per timeout, and fails the read once nothing came
+    for between one and 1.25 timeouts while everything that came was taken: a reader
+    that is slow to take the bytes (its own client reads slowly) is not a stalled
+    backend. Add each read's length to :attr:`taken`; :meth:`stop` it when done.
+    """
+
+    __slots__ = ("_content", "_handle", "_seen", "_step", "_still", "taken")
+    _CHECKS = 4  # looks per timeout: how late (1 / _CHECKS of it, at most) a stall is caught
+
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        self._handle: asyncio.TimerHandle | None = None
+        self.taken = 0
+        conn = resp.connection
+        protocol = conn.protocol if conn is not None else None
+        timeout = getattr(protocol, "read_timeout", None)
+        if not timeout:
+            return
+        # The next read cancels the timer aiohttp set for it, and sets none again.
+        protocol.read_timeout = None  # type: ignore[union-attr]
+        self._content = resp.content
+        self._step = timeout / self._CHECKS
+        self._seen = -1
+        self._still = 0
+        self._handle = asyncio.get_running_loop().call_later(self._step, self._check)
+
+    def _check(self) -> None:
+        seen = self._content.total_bytes
+        if seen != self._seen or seen != self.taken:
+            self._seen, self._still = seen, 0
+        else:
+            self._still += 1
+            if self._still >= self._CHECKS:
+                self._handle = None
+                err = aiohttp.ServerTimeoutError("Timeout on reading data from socket")
+                self._content.set_exception(err)
+                return
+        self._handle = asyncio.get_running_loop().call_later(self._step, self._check)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 def backend_error(status: int, raw: bytes, retry_after: str | None = None) -> ProxyError:

@@ -244,7 +244,9 @@ class _Job:
 
         resp = await self.proxy.open(self.plan)
         try:
-            await pump(resp, turn, shaper, sink, save)
+            last = await pump(resp, turn, shaper, sink, save)
+            if last:
+                await sink(last)
         finally:
             resp.close()  # a cancelled run stops at the backend at once
 
