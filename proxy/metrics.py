@@ -76,6 +76,22 @@ IN_FLIGHT = Gauge(
 )
 
 
+# The children of the labelled metrics, by metric and label values: ``labels()`` costs
+# ~1 µs (it checks and converts every value, under a lock), several times a request.
+# Every label is bounded (routes, dialects, statuses, and key names from the keys
+# file), so this holds no more than the registry itself already does.
+_children: dict[tuple[Any, ...], Any] = {}
+
+
+def _child(metric: Any, *labels: object) -> Any:
+    """``metric.labels(*labels)``, made once."""
+    key = (metric, *labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
 def set_tool_choice(mode: str) -> None:
     for m in ("omit", "none"):
         TOOL_CHOICE.labels(m).set(1 if m == mode else 0)
@@ -97,6 +113,14 @@ def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
+_TOKEN_FIELDS = (
+    ("prompt", "prompt_tokens"),
+    ("cached", "cached_tokens"),
+    ("completion", "completion_tokens"),
+    ("reasoning", "reasoning_tokens"),
+)
+
+
 class Tracker:
     """Times one request and records it once, whichever way it ends."""
 
@@ -108,7 +132,7 @@ class Tracker:
         self.start = time.perf_counter()
         self.ttft: float | None = None
         self._last = 0.0
-        self._gap = GAP.labels(dialect)
+        self._gap = _child(GAP, dialect)
         if stream:
             IN_FLIGHT.inc()
 
@@ -116,7 +140,7 @@ class Tracker:
         now = time.perf_counter()
         if self.ttft is None:
             self.ttft = now - self.start
-            TTFT.labels(self.dialect).observe(self.ttft)
+            _child(TTFT, self.dialect).observe(self.ttft)
         else:
             self._gap.observe(now - self._last)
         self._last = now
@@ -126,8 +150,8 @@ class Tracker:
         stream = "true" if self.stream else "false"
         if self.stream:
             IN_FLIGHT.dec()
-        REQUESTS.labels(self.route, self.dialect, stream, str(status), self.key).inc()
-        DURATION.labels(self.dialect, stream, self.key).observe(elapsed)
+        _child(REQUESTS, self.route, self.dialect, stream, status, self.key).inc()
+        _child(DURATION, self.dialect, stream, self.key).observe(elapsed)
         entry: dict[str, Any] = {
             "route": self.route,
             "key": self.key,
@@ -139,11 +163,11 @@ class Tracker:
             entry["ttft_ms"] = round(self.ttft * 1000, 1)
         if info:
             entry.update(info)
-            for kind in ("prompt", "cached", "completion", "reasoning"):
-                if info.get(f"{kind}_tokens"):
-                    TOKENS.labels(kind, self.key).inc(info[f"{kind}_tokens"])
+            for kind, field in _TOKEN_FIELDS:
+                if info.get(field):
+                    _child(TOKENS, kind, self.key).inc(info[field])
             if info.get("tool_calls"):
-                TOOL_CALLS.labels(self.dialect).inc(info["tool_calls"])
+                _child(TOOL_CALLS, self.dialect).inc(info["tool_calls"])
             if info.get("parse_fallbacks"):
                 FALLBACKS.inc(info["parse_fallbacks"])
         log.info("request done", extra={"fields": entry})
