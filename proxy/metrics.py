@@ -197,6 +197,18 @@ class Tracker:
         self._fold(now)
         _child(REQUESTS, self.route, self.dialect, stream, status, self.key).inc()
         _child(DURATION, self.dialect, stream, self.key).observe(elapsed)
+        if info:
+            for kind, field in _TOKEN_FIELDS:
+                if info.get(field):
+                    _child(TOKENS, kind, self.key).inc(info[field])
+            if info.get("tool_calls"):
+                _child(TOOL_CALLS, self.dialect).inc(info["tool_calls"])
+            if info.get("parse_fallbacks"):
+                FALLBACKS.inc(info["parse_fallbacks"])
+        if log.isEnabledFor(logging.INFO):  # else the line's fields need not be made
+            self._log(status, elapsed, info)
+
+    def _log(self, status: int, elapsed: float, info: dict[str, Any] | None) -> None:
         entry: dict[str, Any] = {
             "route": self.route,
             "key": self.key,
@@ -208,11 +220,4 @@ class Tracker:
             entry["ttft_ms"] = round(self.ttft * 1000, 1)
         if info:
             entry.update(info)
-            for kind, field in _TOKEN_FIELDS:
-                if info.get(field):
-                    _child(TOKENS, kind, self.key).inc(info[field])
-            if info.get("tool_calls"):
-                _child(TOOL_CALLS, self.dialect).inc(info["tool_calls"])
-            if info.get("parse_fallbacks"):
-                FALLBACKS.inc(info["parse_fallbacks"])
         log.info("request done", extra={"fields": entry})

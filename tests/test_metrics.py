@@ -4,13 +4,15 @@ in one process and in multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 from itertools import pairwise
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+import pytest
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy import metrics
@@ -94,3 +96,17 @@ def test_long_streams_reach_the_histogram_before_they_end() -> None:
     text = metrics.render()[0].decode()
     count = _samples(text, "minimax_proxy_inter_chunk_seconds", "test-fold")
     assert count[("minimax_proxy_inter_chunk_seconds_count", "")] == len(gaps)
+
+
+def test_done_counts_even_when_info_lines_are_off(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="proxy.access")
+    labels = {"route": "/v1/messages", "dialect": "test-quiet", "stream": "false", "key": "-"}
+    before = REGISTRY.get_sample_value("minimax_proxy_requests_total", {**labels, "status": "200"})
+    metrics.Tracker("/v1/messages", "test-quiet", False, "req_q").done(200, {"tool_calls": 1})
+    after = REGISTRY.get_sample_value("minimax_proxy_requests_total", {**labels, "status": "200"})
+    assert (before or 0) + 1 == after
+    assert not [r for r in caplog.records if r.getMessage() == "request done"]
+    caplog.set_level(logging.INFO, logger="proxy.access")
+    metrics.Tracker("/v1/messages", "test-quiet", False, "req_q").done(200, {"tool_calls": 1})
+    done = [r for r in caplog.records if r.getMessage() == "request done"]
+    assert [r.fields["tool_calls"] for r in done] == [1]  # type: ignore[attr-defined]
