@@ -155,7 +155,10 @@ async def _respond(
     async def collect(ops: list[Op]) -> None:
         result.ops(ops)
 
+    pumped = []  # the pump disposes of the backend response once it has begun
+
     async def answer() -> None:
+        pumped.append(True)
         result.ops(await pump(resp, turn, shaper, collect, save))
 
     try:
@@ -166,7 +169,8 @@ async def _respond(
         _failed(tracker, err, backend=True)  # everything the pump raises is the backend's
         return dialect.error(err, rid)
     finally:
-        resp.close()
+        if not pumped:
+            resp.close()
     tracker.done(200, _summary(turn, shaper))
     await _write_trace(proxy, turn)
     content = result.body(turn, shaper.calls)
@@ -323,6 +327,7 @@ def _stream_body(
     async def body(send: Send) -> None:
         status = 499  # the client went away first, unless set below
         info: dict[str, Any] = {}
+        pumped = False  # the pump disposes of the backend response once it has begun
 
         async def emit(ops: list[Op]) -> None:
             data = writer.ops(ops)
@@ -332,6 +337,7 @@ def _stream_body(
 
         try:
             try:
+                pumped = True
                 last = await pump(resp, turn, shaper, emit, save)
             except ProxyError as err:
                 log.warning("stream failed after it began: %s", err.message)
@@ -347,7 +353,8 @@ def _stream_body(
             await keep()  # before the end goes out: the client may refer to it at once
             await send(data + end)
         finally:
-            resp.close()  # also when cancelled before the pump began
+            if not pumped:
+                resp.close()
             tracker.done(status, info)
             await _write_trace(proxy, turn)
 

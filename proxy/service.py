@@ -207,7 +207,8 @@ async def pump(
     send with the end of the response (one write where it would be two).
 
     Every step but the read and the sink is a plain function call, so the per-chunk
-    cost is the steps themselves. The backend connection is closed however this ends.
+    cost is the steps themselves. The backend connection is closed however this ends,
+    but for a stream the backend ended: its connection goes back to the pool.
     With ``save``, the completed turn is stored before the last ops are returned, so a
     client can never send its next request before the turn can be found.
 
@@ -246,6 +247,9 @@ async def pump(
         return ops
     finally:
         idle.stop()
-        # Closing (not releasing) drops the connection, so a generation the
-        # client abandoned stops at the backend at once.
-        resp.close()
+        if reader.done:
+            upstream.release(resp)
+        else:
+            # Closing (not releasing) drops the connection, so a generation the
+            # client abandoned stops at the backend at once.
+            resp.close()

@@ -32,6 +32,7 @@ __all__ = [
     "backend_headers",
     "network_error",
     "open_stream",
+    "release",
 ]
 
 log = logging.getLogger("proxy.upstream")
@@ -90,6 +91,7 @@ class UpChunk(msgspec.Struct, gc=False):
 _decode_chunk = msgspec.json.Decoder(UpChunk).decode
 _encode = msgspec.json.Encoder().encode
 _MAX_ERROR_BODY = 64 * 1024
+_END_WAIT = 1.0
 _LARGE_BODY = 1024 * 1024
 
 
@@ -208,6 +210,19 @@ class IdleWatch:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+
+
+def release(resp: aiohttp.ClientResponse) -> None:
+    """Let the connection of a stream the backend ended (``[DONE]``) serve the next request.
+
+    The end of the HTTP message usually came in the same read as ``[DONE]``, and aiohttp
+    has put the connection back in its pool already. Otherwise the end has
+    ``_END_WAIT`` seconds to come (aiohttp pools the connection when it does) before the
+    connection is closed. A new connection per request would cost both sides a connect
+    and an accept: when hundreds of requests arrive at once, that is time every stream waits.
+    """
+    if resp.connection is not None:
+        asyncio.get_running_loop().call_later(_END_WAIT, resp.close)
 
 
 def backend_error(status: int, raw: bytes, retry_after: str | None = None) -> ProxyError:

@@ -243,12 +243,10 @@ class _Job:
             tracker.chunk()
 
         resp = await self.proxy.open(self.plan)
-        try:
-            last = await pump(resp, turn, shaper, sink, save)
-            if last:
-                await sink(last)
-        finally:
-            resp.close()  # a cancelled run stops at the backend at once
+        # The pump closes the backend response as it ends: a cancelled run stops at once.
+        last = await pump(resp, turn, shaper, sink, save)
+        if last:
+            await sink(last)
 
     async def _put_final(self) -> None:
         record = {"response": self.writer.final, "input": self.plan.extra.items}
