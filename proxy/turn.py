@@ -89,68 +89,33 @@ class Turn:
 
     def feed(self, chunks: list[UpChunk]) -> list[Event]:
         out: list[Event] = []
-        if len(chunks) > 1 and self._parse:
-            self._feed_runs(chunks, out)
-        else:
-            for chunk in chunks:
-                self._feed_chunk(chunk, out)
-        return out
-
-    def _feed_chunk(self, chunk: UpChunk, out: list[Event]) -> None:
-        if chunk.usage is not None:
-            self.usage = chunk.usage
-        if not chunk.choices:
-            return
-        choice = chunk.choices[0]
-        if len(choice.logprobs) > 4:  # not absent, not null: the client asked for them
-            self.logprobs.append(choice.logprobs)
-        delta = choice.delta
-        if delta is not None:
-            reasoning = delta.reasoning_content or delta.reasoning
-            if reasoning or delta.content:
-                self.deltas += 1
-            if reasoning:
-                self.reasoning_deltas += 1
-                out += self._reasoning(reasoning)
-            if delta.content:
-                events = self._content(delta.content)
-                if events and type(events[-1]) is ThinkText:
-                    self.reasoning_deltas += 1
-                out += events
-            if delta.tool_calls:
-                self._tool_calls(delta.tool_calls, out)
-        if choice.finish_reason:
-            self.finish_reason = choice.finish_reason
-            self.stop_reason = choice.stop_reason
-
-    def _feed_runs(self, chunks: list[UpChunk], out: list[Event]) -> None:
-        """Feed the parser once per run of plain text chunks in one read, not per chunk.
-
-        When the proxy falls behind, a read carries many chunks; one feed of their text
-        costs about what one chunk's does, so catching up gets cheaper, not dearer. The
-        parser's output does not depend on how its input is split. A chunk with anything
-        but text, or a ``<`` (a tag may start: think and answer change there, and with
-        them the reasoning-token count), is fed on its own, in order.
-        """
-        run: list[str] = []
         for chunk in chunks:
-            text = _plain_text(chunk)
-            if text is not None:
-                run.append(text)
+            if chunk.usage is not None:
+                self.usage = chunk.usage
+            if not chunk.choices:
                 continue
-            if run:
-                self._feed_run(run, out)
-                run = []
-            self._feed_chunk(chunk, out)
-        if run:
-            self._feed_run(run, out)
-
-    def _feed_run(self, run: list[str], out: list[Event]) -> None:
-        self.deltas += len(run)
-        events = self._content("".join(run))
-        if events and type(events[-1]) is ThinkText:
-            self.reasoning_deltas += len(run)
-        out += events
+            choice = chunk.choices[0]
+            if len(choice.logprobs) > 4:  # not absent, not null: the client asked for them
+                self.logprobs.append(choice.logprobs)
+            delta = choice.delta
+            if delta is not None:
+                reasoning = delta.reasoning_content or delta.reasoning
+                if reasoning or delta.content:
+                    self.deltas += 1
+                if reasoning:
+                    self.reasoning_deltas += 1
+                    out += self._reasoning(reasoning)
+                if delta.content:
+                    events = self._content(delta.content)
+                    if events and type(events[-1]) is ThinkText:
+                        self.reasoning_deltas += 1
+                    out += events
+                if delta.tool_calls:
+                    self._tool_calls(delta.tool_calls, out)
+            if choice.finish_reason:
+                self.finish_reason = choice.finish_reason
+                self.stop_reason = choice.stop_reason
+        return out
 
     def take_logprobs(self) -> list[msgspec.Raw]:
         taken, self.logprobs = self.logprobs, []
@@ -250,25 +215,6 @@ class Turn:
             if fn is not None and fn.arguments:
                 entry[2].append(fn.arguments)
                 out.append(ToolArgs(entry[0], fn.arguments))
-
-
-def _plain_text(chunk: UpChunk) -> str | None:
-    """The text of a chunk that carries nothing but ``content`` without a ``<``."""
-    if chunk.usage is not None or not chunk.choices:
-        return None
-    choice = chunk.choices[0]
-    delta = choice.delta
-    if (
-        delta is None
-        or choice.finish_reason
-        or len(choice.logprobs) > 4
-        or delta.tool_calls
-        or delta.reasoning_content
-        or delta.reasoning
-    ):
-        return None
-    text = delta.content
-    return text if text and "<" not in text else None
 
 
 def _pre_parsed_end(index: int, name: str, pieces: list[str]) -> list[Event]:

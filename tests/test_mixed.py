@@ -98,20 +98,3 @@ def test_translation_off_keeps_fields_as_they_came() -> None:
     turn = Turn(TOOLS, starts_in_think=True, parse=False)
     events = turn.feed([chunk(reasoning="why"), chunk(content=REST)]) + turn.close()
     assert events == [parser.ThinkText("why"), parser.ContentText(REST)]
-
-
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(cuts=st.lists(st.integers(0, 1200), max_size=40), reads=st.lists(st.integers(0, 60)))
-def test_a_read_of_many_chunks_is_fed_as_one_chunk_at_a_time(
-    cuts: list[int], reads: list[int]
-) -> None:
-    """The proxy fell behind: reads carry many chunks, and runs of plain text are fed to
-    the parser at once. The events and the token counts are those of one chunk per read."""
-    chunks = [chunk(content=p) for p in pieces(RAW, cuts)]
-    one, many = Turn(TOOLS, starts_in_think=True), Turn(TOOLS, starts_in_think=True)
-    per_chunk = [e for c in chunks for e in one.feed([c])] + one.close()
-    bounds = sorted({0, len(chunks), *(r % (len(chunks) + 1) for r in reads)})
-    per_read = [e for a, b in itertools.pairwise(bounds) for e in many.feed(chunks[a:b])]
-    assert normalize(per_read + many.close()) == normalize(per_chunk) == raw_events(RAW)
-    assert many.deltas == one.deltas == len(chunks)
-    assert many.reasoning_deltas == one.reasoning_deltas
