@@ -11,7 +11,7 @@ so the result is the same for every way the backend split its output.
 
 from __future__ import annotations
 
-import uuid
+import os
 from typing import Any
 
 from parser import ContentText, Event, ThinkText, ToolArgs, ToolCallEnd, ToolCallStart
@@ -39,7 +39,9 @@ THINK_CLOSE = "\n</think>\n\n"
 
 
 def new_id(prefix: str) -> str:
-    return prefix + uuid.uuid4().hex[:24]
+    # 96 random bits, as uuid4's first 24 hex digits were, for a tenth of the cost: an
+    # agent's request late in a session gets hundreds of item ids.
+    return prefix + os.urandom(12).hex()
 
 
 class _Trim:

@@ -9,6 +9,7 @@ in the session store when sessions are on, else in a bounded memory store.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -90,7 +91,10 @@ async def keep_response(proxy: Proxy, scope: str, plan: Plan, final: dict[str, A
     """
     echo: Echo = plan.extra
     try:
-        kept = normalised(echo.items)  # ids made once: the conversation and the record agree
+        # Ids made once: the conversation and the record agree. Hundreds of items (an
+        # agent late in a session) take milliseconds: beside the loop, not on it.
+        items = echo.items
+        kept = await asyncio.to_thread(normalised, items) if len(items) > 64 else normalised(items)
         if echo.conversation is not None:
             added = kept + final["output"]
             await conversations.add_items(proxy, scope, echo.conversation, added, "conversation")
